@@ -3,12 +3,14 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod core;
 pub mod message;
 pub mod store;
 pub mod transport;
 pub mod types;
 
 pub use config::{Config, ConfigError};
+pub use core::{Core, CoreError, Output};
 pub use message::{AppendReply, Body, Message};
 pub use store::{LogStore, MemStore, StoreError};
 pub use transport::{DeliverError, Inbox, Transport};
