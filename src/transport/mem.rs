@@ -46,19 +46,24 @@ pub struct MemFaults {
     pub delay_min: Duration,
     /// The longest delay of a message. Each message waits a random time
     /// between `delay_min` and `delay_max`; when they differ, messages are
-    /// reordered. Zero means no delay at all.
+    /// reordered. Zero means no delay at all. Both are capped at
+    /// [`MemNetwork::MAX_DELAY`].
     pub delay_max: Duration,
 }
 
 impl MemFaults {
-    /// These faults with rates clamped to `0.0..=1.0` (NaN reads as 0.0) and
-    /// `delay_max` raised to `delay_min` when it is below it.
+    /// These faults with rates clamped to `0.0..=1.0` (NaN reads as 0.0),
+    /// `delay_max` raised to `delay_min` when it is below it, and both delays
+    /// capped at [`MemNetwork::MAX_DELAY`].
     fn normalized(self) -> MemFaults {
         MemFaults {
             drop_rate: clamp_rate(self.drop_rate),
             duplicate_rate: clamp_rate(self.duplicate_rate),
-            delay_min: self.delay_min,
-            delay_max: self.delay_max.max(self.delay_min),
+            delay_min: self.delay_min.min(MemNetwork::MAX_DELAY),
+            delay_max: self
+                .delay_max
+                .max(self.delay_min)
+                .min(MemNetwork::MAX_DELAY),
         }
     }
 
@@ -222,10 +227,16 @@ struct InFlight {
     msg: Message,
 }
 
-/// What the random generator decided for one message: the delay of each copy
-/// to deliver, none when the message is dropped.
-struct Plan {
-    copies: Vec<Duration>,
+/// What the random generator decided for one message.
+enum Plan {
+    /// Drop it.
+    Drop,
+    /// Deliver it after `delay`, and a second copy after `duplicate` if any.
+    /// Delays are zero when the network does not delay.
+    Deliver {
+        delay: Duration,
+        duplicate: Option<Duration>,
+    },
 }
 
 fn bump(counter: &AtomicU64) {
@@ -237,6 +248,9 @@ fn read(counter: &AtomicU64) -> u64 {
 }
 
 impl MemNetwork {
+    /// The longest delay the network applies; longer ones are cut to it.
+    pub const MAX_DELAY: Duration = Duration::from_secs(24 * 60 * 60);
+
     /// A network with no fault and a random seed (see [`MemNetwork::seed`]).
     pub fn new() -> Self {
         MemNetwork::with_seed(rand::random())
@@ -284,8 +298,8 @@ impl MemNetwork {
     }
 
     /// Replaces every fault rate and the delay at once. Rates are clamped to
-    /// `0.0..=1.0` (NaN reads as 0.0) and a `delay_max` below `delay_min` is
-    /// raised to it.
+    /// `0.0..=1.0` (NaN reads as 0.0), a `delay_max` below `delay_min` is
+    /// raised to it, and delays are capped at [`MemNetwork::MAX_DELAY`].
     pub fn set_faults(&self, faults: MemFaults) {
         self.shared.core.table.write().faults = faults.normalized();
     }
@@ -458,42 +472,41 @@ impl Shared {
     fn plan(&self, faults: &MemFaults) -> Plan {
         let mut rng = self.rng.lock();
         if rng.random_bool(faults.drop_rate) {
-            return Plan { copies: Vec::new() };
+            return Plan::Drop;
         }
-        let count = if rng.random_bool(faults.duplicate_rate) {
-            2
-        } else {
-            1
-        };
-        let copies = (0..count)
-            .map(|_| rng.random_range(faults.delay_min..=faults.delay_max))
-            .collect();
-        Plan { copies }
+        let duplicate = rng.random_bool(faults.duplicate_rate);
+        let mut delay = || rng.random_range(faults.delay_min..=faults.delay_max);
+        Plan::Deliver {
+            delay: delay(),
+            duplicate: duplicate.then(delay),
+        }
     }
 
     /// Delivers or schedules each copy that `plan` keeps.
     fn carry_out(&self, plan: Plan, delayed: bool, inbox: Option<Inbox>, msg: Message) {
         let stats = &self.core.stats;
-        match plan.copies.len() {
-            0 => {
+        let (delay, duplicate) = match plan {
+            Plan::Drop => {
                 bump(&stats.dropped_fault);
                 log::trace!("memnet dropped from={} to={}", msg.from, msg.to);
                 return;
             }
-            1 => {}
-            _ => bump(&stats.duplicated),
-        }
+            Plan::Deliver { delay, duplicate } => (delay, duplicate),
+        };
 
-        let last = plan.copies.len() - 1;
-        let mut msg = Some(msg);
-        for (i, delay) in plan.copies.into_iter().enumerate() {
-            let copy = if i == last { msg.take() } else { msg.clone() };
-            let copy = copy.expect("memnet: the last copy is taken once");
-            if delayed {
-                self.schedule(delay, copy);
-            } else {
-                self.core.deliver(inbox.clone(), copy);
-            }
+        if let Some(copy_delay) = duplicate {
+            bump(&stats.duplicated);
+            self.forward(delayed, inbox.clone(), copy_delay, msg.clone());
+        }
+        self.forward(delayed, inbox, delay, msg);
+    }
+
+    /// Delivers one copy now, or after `delay` when the network delays.
+    fn forward(&self, delayed: bool, inbox: Option<Inbox>, delay: Duration, msg: Message) {
+        if delayed {
+            self.schedule(delay, msg);
+        } else {
+            self.core.deliver(inbox, msg);
         }
     }
 
@@ -811,5 +824,11 @@ mod tests {
         assert_eq!(faults.drop_rate, 0.0);
         assert_eq!(faults.duplicate_rate, 1.0);
         assert_eq!(faults.delay_max, Duration::from_millis(5));
+
+        let endless = MemFaults {
+            delay_min: Duration::MAX,
+            ..MemFaults::default()
+        };
+        assert_eq!(endless.normalized().delay_max, MemNetwork::MAX_DELAY);
     }
 }
