@@ -13,7 +13,9 @@ pub use config::{Config, ConfigError};
 pub use core::{Core, CoreError, Output};
 pub use message::{AppendReply, Body, Message};
 pub use store::{LogStore, MemStore, StoreError};
-pub use transport::{DeliverError, Inbox, Transport};
+pub use transport::{
+    DeliverError, Inbox, MemFaults, MemNetwork, MemStats, MemTransport, Transport,
+};
 pub use types::{
     Configuration, Epoch, HardState, Index, Member, NodeId, Payload, Role, Status, Term, TermKind,
 };

@@ -1,6 +1,11 @@
 //! How messages reach other nodes. A [`Transport`] sends one-way messages;
 //! incoming messages reach the node through the [`Inbox`] it hands to the
-//! transport when it starts.
+//! transport when it starts. [`MemNetwork`] is an in-memory network for
+//! tests and examples.
+
+mod mem;
+
+pub use mem::{MemFaults, MemNetwork, MemStats, MemTransport};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
