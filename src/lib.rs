@@ -4,14 +4,21 @@
 
 pub mod config;
 pub mod core;
+pub mod hook;
 pub mod message;
+pub mod node;
 pub mod store;
 pub mod transport;
 pub mod types;
 
 pub use config::{Config, ConfigError};
 pub use core::{Core, CoreError, Output};
+pub use hook::{Hook, NoHook, UpdateNode};
 pub use message::{AppendReply, Body, Message};
+pub use node::{
+    DropReason, Node, NodeStatus, Outcome, Proposal, ProposeError, StartError, UpdateError,
+    WaitError,
+};
 pub use store::{LogStore, MemStore, StoreError};
 pub use transport::{
     DeliverError, Inbox, MemFaults, MemNetwork, MemStats, MemTransport, Transport,

@@ -60,6 +60,18 @@ impl<S: LogStore> Core<S> {
         }
     }
 
+    /// Whether the leader may start a membership change now: one change at a
+    /// time (the single-server change of Ongaro's dissertation, §4.1), so the
+    /// last configuration in the log must be committed, and the leader must
+    /// have committed a term of its own epoch first, so that it cannot
+    /// overrule a change an earlier leader committed.
+    pub fn can_change_membership(&self) -> bool {
+        let last_config = self.configs.last().map_or(0, |(i, _)| *i);
+        self.status == Status::Leader
+            && last_config <= self.commit
+            && self.store.epoch_of(self.commit) == Some(self.epoch)
+    }
+
     /// The most terms one round builds.
     pub fn max_terms_per_round(&self) -> usize {
         self.settings.max_terms_per_round

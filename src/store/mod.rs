@@ -86,3 +86,37 @@ pub trait LogStore: Send + 'static {
     /// A range the store does not hold, or a failure to read it.
     fn terms(&self, from: Index, to: Index, max_bytes: usize) -> Result<Vec<Term>, StoreError>;
 }
+
+impl<T: LogStore + ?Sized> LogStore for Box<T> {
+    fn hard_state(&self) -> HardState {
+        (**self).hard_state()
+    }
+
+    fn save_hard_state(&mut self, state: HardState) -> Result<(), StoreError> {
+        (**self).save_hard_state(state)
+    }
+
+    fn append(&mut self, terms: &[Term]) -> Result<(), StoreError> {
+        (**self).append(terms)
+    }
+
+    fn truncate_from(&mut self, index: Index) -> Result<(), StoreError> {
+        (**self).truncate_from(index)
+    }
+
+    fn first_index(&self) -> Index {
+        (**self).first_index()
+    }
+
+    fn last_index(&self) -> Index {
+        (**self).last_index()
+    }
+
+    fn epoch_of(&self, index: Index) -> Option<Epoch> {
+        (**self).epoch_of(index)
+    }
+
+    fn terms(&self, from: Index, to: Index, max_bytes: usize) -> Result<Vec<Term>, StoreError> {
+        (**self).terms(from, to, max_bytes)
+    }
+}

@@ -1,0 +1,137 @@
+//! Proposals: content handed to the leader, and the handle that tells its
+//! proposer what became of it.
+//!
+//! The outcome is exact. A term committed at its index with its epoch is
+//! *committed*; a term that another term replaced at its index (the node
+//! applied a different term there), or that never reached any log, is
+//! *dropped*. A leader losing its leadership is neither: the next leader may
+//! still commit the term, so a wait that runs out reports that the outcome is
+//! *unknown*, never a failure.
+
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use crate::types::{Epoch, Index, NodeId, Payload};
+
+/// Why a proposal could not be handed to the leader.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProposeError {
+    /// This node does not lead; retry on `leader` when it is known.
+    #[error("not the leader (leader: {leader:?})")]
+    NotLeader {
+        /// The leader this node knows, if any.
+        leader: Option<NodeId>,
+    },
+    /// The term pool is full: the leader is behind. Retry later.
+    #[error("the term pool is full")]
+    PoolFull,
+    /// The term pool stayed full for the whole timeout.
+    #[error("the term pool stayed full until the timeout")]
+    Timeout,
+    /// The node has stopped.
+    #[error("the node has stopped")]
+    Stopped,
+}
+
+/// A term that will never commit, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    /// Leadership changed before the content was built into a term: it is in
+    /// no log.
+    NotLeader,
+    /// `Hook::send_term` refused the round: the term is in no log.
+    Refused,
+    /// Another term was committed at the index of this one.
+    Replaced {
+        /// The index the term had.
+        index: Index,
+    },
+}
+
+/// What became of a proposal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Committed, and applied on the node that took the proposal.
+    Committed {
+        /// The term's index.
+        index: Index,
+        /// The term's epoch.
+        epoch: Epoch,
+    },
+    /// It will never commit.
+    Dropped(DropReason),
+}
+
+/// Why a wait for a proposal ended without it committing.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WaitError {
+    /// The term will never commit.
+    #[error("the proposal was dropped: {0:?}")]
+    Dropped(DropReason),
+    /// The wait timed out: the term may still commit (or not).
+    #[error("the outcome is not known yet")]
+    Unknown,
+    /// The node stopped before it learned the outcome; the term may still
+    /// commit on the rest of the cluster.
+    #[error("the node stopped before the outcome was known")]
+    Stopped,
+}
+
+/// A proposal waiting in the pool, with where to report its outcome.
+pub(crate) struct Pending {
+    pub(crate) content: Payload,
+    /// The epoch in which this node led when it took the proposal.
+    pub(crate) epoch: Epoch,
+    pub(crate) done: Sender<Outcome>,
+}
+
+/// The proposer's side: waits for the outcome of one proposal.
+#[derive(Debug)]
+pub struct Proposal {
+    rx: Receiver<Outcome>,
+}
+
+impl Proposal {
+    pub(crate) fn new() -> (Self, Sender<Outcome>) {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        (Proposal { rx }, tx)
+    }
+
+    /// Waits until the proposal commits or is dropped. Returns the index and
+    /// epoch of the committed term.
+    ///
+    /// # Errors
+    /// [`WaitError::Dropped`] when it will never commit;
+    /// [`WaitError::Stopped`] when the node stopped first.
+    pub fn wait(&self) -> Result<(Index, Epoch), WaitError> {
+        match self.rx.recv() {
+            Ok(outcome) => resolve(outcome),
+            Err(_) => Err(WaitError::Stopped),
+        }
+    }
+
+    /// Like [`Proposal::wait`], giving up after `timeout`.
+    ///
+    /// # Errors
+    /// As `wait`, and [`WaitError::Unknown`] when the timeout passed first.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<(Index, Epoch), WaitError> {
+        match self.rx.recv_timeout(timeout) {
+            Ok(outcome) => resolve(outcome),
+            Err(RecvTimeoutError::Timeout) => Err(WaitError::Unknown),
+            Err(RecvTimeoutError::Disconnected) => Err(WaitError::Stopped),
+        }
+    }
+
+    /// The outcome if it is known now, without waiting.
+    pub fn try_outcome(&self) -> Option<Outcome> {
+        self.rx.try_recv().ok()
+    }
+}
+
+fn resolve(outcome: Outcome) -> Result<(Index, Epoch), WaitError> {
+    match outcome {
+        Outcome::Committed { index, epoch } => Ok((index, epoch)),
+        Outcome::Dropped(reason) => Err(WaitError::Dropped(reason)),
+    }
+}
