@@ -81,8 +81,7 @@ impl Config {
                 self.election_timeout_min, self.election_timeout_max
             ));
         }
-        if self.heartbeat_interval.is_zero()
-            || self.heartbeat_interval >= self.election_timeout_min
+        if self.heartbeat_interval.is_zero() || self.heartbeat_interval >= self.election_timeout_min
         {
             return bad(format!(
                 "heartbeat_interval ({:?}) must be above zero and below election_timeout_min ({:?})",
@@ -113,7 +112,10 @@ impl Config {
             return bad("the initial configuration has no voter".into());
         }
         if !self.initial.contains(self.id) {
-            return bad(format!("node {} is absent from its initial configuration", self.id));
+            return bad(format!(
+                "node {} is absent from its initial configuration",
+                self.id
+            ));
         }
         Ok(())
     }
