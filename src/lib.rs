@@ -10,7 +10,7 @@ pub mod types;
 
 pub use config::{Config, ConfigError};
 pub use message::{AppendReply, Body, Message};
-pub use store::{LogStore, MemStore, StoreError};
+pub use store::{FileStore, FileStoreOptions, LogStore, MemStore, StoreError, SyncPolicy};
 pub use transport::{DeliverError, Inbox, Transport};
 pub use types::{
     Configuration, Epoch, HardState, Index, Member, NodeId, Payload, Role, Status, Term, TermKind,
