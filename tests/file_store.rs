@@ -3,8 +3,15 @@
 //! crashes of a real writer process killed at random moments.
 
 use std::fs;
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
 
 use hookraft::{
     Configuration, FileStore, FileStoreOptions, HardState, Index, LogStore, NodeId, StoreError,
@@ -475,4 +482,169 @@ fn never_sync_still_round_trips() {
     let store = FileStore::open(dir.path(), opts).unwrap();
     assert_eq!(all(&store), terms(1..=20));
     assert_eq!(store.hard_state().epoch, 2);
+}
+
+/// Set in the environment of a crash-test child: the directory to write to.
+const CHILD_DIR: &str = "HOOKRAFT_CRASH_CHILD_DIR";
+/// Set in the environment of a crash-test child: its random seed.
+const CHILD_SEED: &str = "HOOKRAFT_CRASH_CHILD_SEED";
+/// How many seeds the crash test runs, two kills each.
+const SEEDS_VAR: &str = "HOOKRAFT_CRASH_SEEDS";
+
+/// The term the crash test writes at `index`: any reader can check it.
+fn crash_term(index: Index) -> Term {
+    let len = (index.wrapping_mul(2_654_435_761) % 3000) as usize;
+    let kind = if index.is_multiple_of(13) {
+        TermKind::Empty
+    } else {
+        TermKind::Content(
+            (0..len)
+                .map(|i| (index as usize * 31 + i) as u8)
+                .collect::<Vec<_>>()
+                .into(),
+        )
+    };
+    Term {
+        index,
+        epoch: 1 + index / 50,
+        kind,
+    }
+}
+
+/// The writer of the crash test, run in a child process by
+/// `acknowledged_terms_survive_kill_9`. In a normal test run it does nothing.
+///
+/// It appends batches of `crash_term`s and prints `ack <index>` once each
+/// append has returned, until it is killed (or gives up after a while, should
+/// its parent be gone).
+#[test]
+fn crash_child_writer() {
+    let Ok(dir) = std::env::var(CHILD_DIR) else {
+        return;
+    };
+    let seed: u64 = std::env::var(CHILD_SEED).unwrap().parse().unwrap();
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let opts = FileStoreOptions {
+        segment_size: rng.random_range(1_000..40_000),
+        cache_terms: rng.random_range(0..16),
+        ..FileStoreOptions::default()
+    };
+    let mut store = FileStore::open(&dir, opts).unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut out = std::io::stdout().lock();
+    while Instant::now() < deadline {
+        let next = store.last_index() + 1;
+        let batch: Vec<Term> = (next..next + rng.random_range(1..=8))
+            .map(crash_term)
+            .collect();
+        store.append(&batch).unwrap();
+        writeln!(out, "ack {}", store.last_index()).unwrap();
+        out.flush().unwrap();
+    }
+}
+
+/// Runs the writer child on `dir`, kills it with SIGKILL at a moment chosen
+/// by `rng`, and returns the highest index it acknowledged.
+fn run_and_kill(dir: &Path, child_seed: u64, rng: &mut SmallRng) -> Result<Index, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut child = Command::new(exe)
+        .args([
+            "--exact",
+            "crash_child_writer",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_DIR, dir)
+        .env(CHILD_SEED, child_seed.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start the writer: {e}"))?;
+
+    // Only whole lines count: a line cut by the kill was never printed.
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout);
+        let mut line = String::new();
+        while lines.read_line(&mut line).is_ok_and(|n| n > 0) {
+            if let Some(ack) = line.strip_suffix('\n').and_then(|l| l.strip_prefix("ack ")) {
+                let _ = tx.send(ack.parse::<Index>().unwrap());
+            }
+            line.clear();
+        }
+    });
+
+    // Mostly kill while it writes; sometimes while it starts or recovers.
+    if rng.random_bool(0.8) {
+        rx.recv_timeout(Duration::from_secs(10))
+            .map_err(|_| "the writer acknowledged nothing")?;
+    }
+    std::thread::sleep(Duration::from_micros(rng.random_range(0..20_000)));
+    child
+        .kill()
+        .map_err(|e| format!("cannot kill the writer: {e}"))?;
+    child.wait().map_err(|e| e.to_string())?;
+    reader.join().map_err(|_| "stdout reader panicked")?;
+    Ok(rx.try_iter().max().unwrap_or(0))
+}
+
+/// Checks that the store in `dir` opens, holds every index up to `acked`,
+/// and serves nothing but the expected terms.
+fn check_recovered(dir: &Path, acked: Index) -> Result<Index, String> {
+    let store = FileStore::open(dir, FileStoreOptions::default())
+        .map_err(|e| format!("reopen failed: {e}"))?;
+    let last = store.last_index();
+    if last < acked {
+        return Err(format!(
+            "acknowledged index {acked} lost, last index {last}"
+        ));
+    }
+    if last == 0 {
+        return Ok(0);
+    }
+    let read = store
+        .terms(1, last, usize::MAX)
+        .map_err(|e| format!("read failed: {e}"))?;
+    if read.len() as Index != last {
+        return Err(format!("read {} terms of {last}", read.len()));
+    }
+    for term in read {
+        let expected = crash_term(term.index);
+        if term != expected || store.epoch_of(term.index) != Some(expected.epoch) {
+            return Err(format!("index {} served malformed: {term:?}", term.index));
+        }
+    }
+    Ok(last)
+}
+
+/// Two kills of a writer on one directory, checked after each.
+fn crash_rounds(seed: u64) -> Result<Index, String> {
+    let dir = TempDir::new("crash");
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let mut acked = 0;
+    for round in 0..2 {
+        acked = acked.max(run_and_kill(dir.path(), seed * 2 + round, &mut rng)?);
+        check_recovered(dir.path(), acked).map_err(|e| format!("round {round}: {e}"))?;
+    }
+    Ok(acked)
+}
+
+#[test]
+fn acknowledged_terms_survive_kill_9() {
+    let seeds: u64 = std::env::var(SEEDS_VAR).map_or(100, |s| s.parse().unwrap());
+    let start = Instant::now();
+    let mut acked = 0;
+    for seed in 0..seeds {
+        match crash_rounds(seed) {
+            Ok(a) => acked += a,
+            Err(e) => panic!("crash test failed with seed {seed}: {e}"),
+        }
+    }
+    println!(
+        "crash test: {} kills, {acked} terms acknowledged, in {:?}",
+        seeds * 2,
+        start.elapsed()
+    );
 }
