@@ -42,6 +42,21 @@ impl Drop for TempDir {
     }
 }
 
+/// Opens the store, waiting out a lock held by a process that another test
+/// is starting: until it execs, the child shares this process's open files,
+/// lock included.
+fn open(dir: impl AsRef<Path>, options: FileStoreOptions) -> Result<FileStore, StoreError> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match FileStore::open(dir.as_ref(), options.clone()) {
+            Err(StoreError::Locked { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            other => return other,
+        }
+    }
+}
+
 fn small(segment_size: u64) -> FileStoreOptions {
     FileStoreOptions {
         segment_size,
@@ -110,7 +125,7 @@ fn corrupt(result: Result<FileStore, StoreError>) -> (PathBuf, u64, String) {
 #[test]
 fn terms_of_every_kind_survive_reopen() {
     let dir = TempDir::new("round-trip");
-    let mut store = FileStore::open(dir.path(), small(512)).unwrap();
+    let mut store = open(dir.path(), small(512)).unwrap();
     for chunk in terms(1..=60).chunks(5) {
         store.append(chunk).unwrap();
     }
@@ -121,7 +136,7 @@ fn terms_of_every_kind_survive_reopen() {
     );
     drop(store);
 
-    let store = FileStore::open(dir.path(), small(512)).unwrap();
+    let store = open(dir.path(), small(512)).unwrap();
     assert_eq!((store.first_index(), store.last_index()), (1, 60));
     assert_eq!(all(&store), terms(1..=60));
     assert_eq!(store.epoch_of(0), Some(0));
@@ -132,7 +147,7 @@ fn terms_of_every_kind_survive_reopen() {
 #[test]
 fn reads_stop_at_the_byte_budget_across_cache_and_disk() {
     let dir = TempDir::new("budget");
-    let mut store = FileStore::open(dir.path(), small(300)).unwrap();
+    let mut store = open(dir.path(), small(300)).unwrap();
     store.append(&terms(1..=30)).unwrap();
 
     let one = store.terms(5, 30, 0).unwrap();
@@ -152,7 +167,7 @@ fn reads_stop_at_the_byte_budget_across_cache_and_disk() {
 #[test]
 fn appends_that_do_not_follow_are_refused() {
     let dir = TempDir::new("follow");
-    let mut store = FileStore::open(dir.path(), small(512)).unwrap();
+    let mut store = open(dir.path(), small(512)).unwrap();
     store.append(&terms(1..=3)).unwrap();
     assert!(matches!(
         store.append(&terms(5..=6)),
@@ -173,7 +188,7 @@ fn appends_that_do_not_follow_are_refused() {
         ..small(512)
     };
     drop(store);
-    let mut store = FileStore::open(dir.path(), opts).unwrap();
+    let mut store = open(dir.path(), opts).unwrap();
     assert!(matches!(store.append(&[huge]), Err(StoreError::Invalid(_))));
     store.append(&terms(4..=4)).unwrap();
     assert_eq!(all(&store), terms(1..=4));
@@ -182,7 +197,7 @@ fn appends_that_do_not_follow_are_refused() {
 #[test]
 fn truncate_across_segments_then_append_and_reopen() {
     let dir = TempDir::new("truncate");
-    let mut store = FileStore::open(dir.path(), small(400)).unwrap();
+    let mut store = open(dir.path(), small(400)).unwrap();
     store.append(&terms(1..=50)).unwrap();
     let before = store.segment_count();
 
@@ -198,7 +213,7 @@ fn truncate_across_segments_then_append_and_reopen() {
     store.append(&replaced).unwrap();
     drop(store);
 
-    let store = FileStore::open(dir.path(), small(400)).unwrap();
+    let store = open(dir.path(), small(400)).unwrap();
     let mut expected = terms(1..=11);
     expected.extend(replaced);
     assert_eq!(all(&store), expected);
@@ -208,7 +223,7 @@ fn truncate_across_segments_then_append_and_reopen() {
 #[test]
 fn truncate_to_nothing_and_start_again() {
     let dir = TempDir::new("truncate-all");
-    let mut store = FileStore::open(dir.path(), small(300)).unwrap();
+    let mut store = open(dir.path(), small(300)).unwrap();
     store.append(&terms(1..=20)).unwrap();
     store.truncate_from(0).unwrap();
     assert_eq!((store.first_index(), store.last_index()), (1, 0));
@@ -216,14 +231,14 @@ fn truncate_to_nothing_and_start_again() {
     store.append(&terms(1..=3)).unwrap();
     drop(store);
 
-    let store = FileStore::open(dir.path(), small(300)).unwrap();
+    let store = open(dir.path(), small(300)).unwrap();
     assert_eq!(all(&store), terms(1..=3));
 }
 
 #[test]
 fn hard_state_survives_reopen() {
     let dir = TempDir::new("hard-state");
-    let mut store = FileStore::open(dir.path(), small(512)).unwrap();
+    let mut store = open(dir.path(), small(512)).unwrap();
     assert_eq!(store.hard_state(), HardState::default());
     store
         .save_hard_state(HardState {
@@ -239,7 +254,7 @@ fn hard_state_survives_reopen() {
         .unwrap();
     drop(store);
 
-    let store = FileStore::open(dir.path(), small(512)).unwrap();
+    let store = open(dir.path(), small(512)).unwrap();
     assert_eq!(
         store.hard_state(),
         HardState {
@@ -252,7 +267,7 @@ fn hard_state_survives_reopen() {
 #[test]
 fn remove_before_deletes_whole_segments_and_survives_reopen() {
     let dir = TempDir::new("remove-before");
-    let mut store = FileStore::open(dir.path(), small(400)).unwrap();
+    let mut store = open(dir.path(), small(400)).unwrap();
     store.append(&terms(1..=60)).unwrap();
 
     store.remove_before(30).unwrap();
@@ -271,7 +286,7 @@ fn remove_before_deletes_whole_segments_and_survives_reopen() {
     let first = store.first_index();
     drop(store);
 
-    let mut store = FileStore::open(dir.path(), small(400)).unwrap();
+    let mut store = open(dir.path(), small(400)).unwrap();
     assert_eq!(store.first_index(), first);
     assert_eq!(all(&store), terms(first..=60));
     store.append(&terms(61..=62)).unwrap();
@@ -281,14 +296,14 @@ fn remove_before_deletes_whole_segments_and_survives_reopen() {
 fn empty_or_missing_directory_starts_fresh() {
     let dir = TempDir::new("fresh");
     fs::create_dir_all(dir.path()).unwrap();
-    let store = FileStore::open(dir.path(), small(512)).unwrap();
+    let store = open(dir.path(), small(512)).unwrap();
     assert_eq!((store.first_index(), store.last_index()), (1, 0));
     assert_eq!(store.epoch_of(0), Some(0));
     assert_eq!(store.epoch_of(1), None);
     drop(store);
 
     let nested = dir.path().join("a/b");
-    let mut store = FileStore::open(&nested, small(512)).unwrap();
+    let mut store = open(&nested, small(512)).unwrap();
     store.append(&terms(1..=2)).unwrap();
     assert_eq!(all(&store), terms(1..=2));
 }
@@ -296,19 +311,19 @@ fn empty_or_missing_directory_starts_fresh() {
 #[test]
 fn second_open_is_refused_until_the_first_is_dropped() {
     let dir = TempDir::new("lock");
-    let store = FileStore::open(dir.path(), small(512)).unwrap();
+    let store = open(dir.path(), small(512)).unwrap();
     match FileStore::open(dir.path(), small(512)) {
         Err(StoreError::Locked { path }) => assert!(path.starts_with(dir.path())),
         other => panic!("expected Locked, got {other:?}"),
     }
     drop(store);
-    FileStore::open(dir.path(), small(512)).unwrap();
+    open(dir.path(), small(512)).unwrap();
 }
 
 #[test]
 fn record_cut_in_half_at_the_tail_recovers_to_the_record_before() {
     let dir = TempDir::new("torn");
-    let mut store = FileStore::open(dir.path(), small(100_000)).unwrap();
+    let mut store = open(dir.path(), small(100_000)).unwrap();
     let mut ends = Vec::new();
     let seg = segment_files(dir.path()).pop().unwrap();
     for t in terms(1..=10) {
@@ -325,19 +340,19 @@ fn record_cut_in_half_at_the_tail_recovers_to_the_record_before() {
         .set_len(half)
         .unwrap();
 
-    let mut store = FileStore::open(dir.path(), small(100_000)).unwrap();
+    let mut store = open(dir.path(), small(100_000)).unwrap();
     assert_eq!(all(&store), terms(1..=9));
     assert_eq!(fs::metadata(&seg).unwrap().len(), ends[8]);
     store.append(&terms(10..=11)).unwrap();
     drop(store);
-    let store = FileStore::open(dir.path(), small(100_000)).unwrap();
+    let store = open(dir.path(), small(100_000)).unwrap();
     assert_eq!(all(&store), terms(1..=11));
 }
 
 /// Writes terms 1..=10 one append at a time and returns the segment file
 /// and where each record starts.
 fn one_segment_of_ten(dir: &Path) -> (PathBuf, Vec<u64>) {
-    let mut store = FileStore::open(dir, small(100_000)).unwrap();
+    let mut store = open(dir, small(100_000)).unwrap();
     let seg = segment_files(dir).pop().unwrap();
     let mut starts = Vec::new();
     for t in terms(1..=10) {
@@ -361,7 +376,7 @@ fn flipped_byte_in_a_middle_record_is_corrupt_with_file_and_offset() {
     let at = starts[4] + 10;
     patch(&seg, at, &[content[at as usize] ^ 0x20]);
 
-    let (path, offset, detail) = corrupt(FileStore::open(dir.path(), small(100_000)));
+    let (path, offset, detail) = corrupt(open(dir.path(), small(100_000)));
     assert_eq!((path, offset), (seg, starts[4]));
     assert!(detail.contains("checksum"), "{detail}");
 }
@@ -372,7 +387,7 @@ fn huge_length_header_is_refused_without_allocating() {
     let (seg, starts) = one_segment_of_ten(dir.path());
     patch(&seg, starts[6], &0xffff_fff0u32.to_le_bytes());
 
-    let (path, offset, detail) = corrupt(FileStore::open(dir.path(), small(100_000)));
+    let (path, offset, detail) = corrupt(open(dir.path(), small(100_000)));
     assert_eq!((path, offset), (seg.clone(), starts[6]));
     assert!(detail.contains("exceeds max_record_size"), "{detail}");
 
@@ -380,14 +395,14 @@ fn huge_length_header_is_refused_without_allocating() {
     let dir = TempDir::new("huge-tail");
     let (seg, starts) = one_segment_of_ten(dir.path());
     patch(&seg, starts[9], &0xffff_fff0u32.to_le_bytes());
-    let store = FileStore::open(dir.path(), small(100_000)).unwrap();
+    let store = open(dir.path(), small(100_000)).unwrap();
     assert_eq!(all(&store), terms(1..=9));
 }
 
 #[test]
 fn bad_record_in_an_earlier_segment_is_corrupt() {
     let dir = TempDir::new("early");
-    let mut store = FileStore::open(dir.path(), small(300)).unwrap();
+    let mut store = open(dir.path(), small(300)).unwrap();
     store.append(&terms(1..=40)).unwrap();
     drop(store);
 
@@ -399,7 +414,7 @@ fn bad_record_in_an_earlier_segment_is_corrupt() {
         .unwrap()
         .set_len(len - 3)
         .unwrap();
-    let (path, _, detail) = corrupt(FileStore::open(dir.path(), small(300)));
+    let (path, _, detail) = corrupt(open(dir.path(), small(300)));
     assert_eq!(path, first);
     assert!(detail.contains("not the last"), "{detail}");
 }
@@ -407,14 +422,14 @@ fn bad_record_in_an_earlier_segment_is_corrupt() {
 #[test]
 fn missing_segment_is_a_gap_not_a_fresh_start() {
     let dir = TempDir::new("gap");
-    let mut store = FileStore::open(dir.path(), small(300)).unwrap();
+    let mut store = open(dir.path(), small(300)).unwrap();
     store.append(&terms(1..=40)).unwrap();
     drop(store);
 
     let files = segment_files(dir.path());
     assert!(files.len() >= 3);
     fs::remove_file(&files[1]).unwrap();
-    let (path, offset, detail) = corrupt(FileStore::open(dir.path(), small(300)));
+    let (path, offset, detail) = corrupt(open(dir.path(), small(300)));
     assert_eq!((path, offset), (files[2].clone(), 0));
     assert!(detail.contains("ends at index"), "{detail}");
 }
@@ -425,7 +440,7 @@ fn directory_path_that_is_a_file_is_an_io_error() {
     fs::create_dir_all(dir.path()).unwrap();
     let file = dir.path().join("plain");
     fs::write(&file, b"x").unwrap();
-    match FileStore::open(&file, small(512)) {
+    match open(&file, small(512)) {
         Err(StoreError::Io { context, .. }) => assert!(context.contains("plain"), "{context}"),
         other => panic!("expected Io, got {other:?}"),
     }
@@ -434,7 +449,7 @@ fn directory_path_that_is_a_file_is_an_io_error() {
 #[test]
 fn writes_after_a_failed_write_are_refused() {
     let dir = TempDir::new("poison");
-    let mut store = FileStore::open(dir.path(), small(64)).unwrap();
+    let mut store = open(dir.path(), small(64)).unwrap();
     store.append(&terms(1..=2)).unwrap();
 
     // With the directory gone, the next segment cannot be created.
@@ -469,7 +484,7 @@ fn never_sync_still_round_trips() {
         sync: SyncPolicy::Never,
         ..small(256)
     };
-    let mut store = FileStore::open(dir.path(), opts.clone()).unwrap();
+    let mut store = open(dir.path(), opts.clone()).unwrap();
     store.append(&terms(1..=20)).unwrap();
     store
         .save_hard_state(HardState {
@@ -479,7 +494,7 @@ fn never_sync_still_round_trips() {
         .unwrap();
     drop(store);
 
-    let store = FileStore::open(dir.path(), opts).unwrap();
+    let store = open(dir.path(), opts).unwrap();
     assert_eq!(all(&store), terms(1..=20));
     assert_eq!(store.hard_state().epoch, 2);
 }
@@ -529,7 +544,7 @@ fn crash_child_writer() {
         cache_terms: rng.random_range(0..16),
         ..FileStoreOptions::default()
     };
-    let mut store = FileStore::open(&dir, opts).unwrap();
+    let mut store = open(&dir, opts).unwrap();
 
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut out = std::io::stdout().lock();
@@ -590,11 +605,50 @@ fn run_and_kill(dir: &Path, child_seed: u64, rng: &mut SmallRng) -> Result<Index
     Ok(rx.try_iter().max().unwrap_or(0))
 }
 
+#[test]
+fn open_is_refused_while_another_process_holds_the_store() {
+    let dir = TempDir::new("lock-process");
+    let exe = std::env::current_exe().unwrap();
+    let mut child = Command::new(exe)
+        .args([
+            "--exact",
+            "crash_child_writer",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_DIR, dir.path())
+        .env(CHILD_SEED, "7")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+
+    // Once the writer has acknowledged a term, it holds the store.
+    let mut first = String::new();
+    let mut lines = BufReader::new(child.stdout.take().unwrap());
+    while !first.starts_with("ack ") {
+        first.clear();
+        assert!(
+            lines.read_line(&mut first).unwrap() > 0,
+            "the writer stopped"
+        );
+    }
+    let refused = FileStore::open(dir.path(), FileStoreOptions::default());
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    assert!(
+        matches!(refused, Err(StoreError::Locked { .. })),
+        "{refused:?}"
+    );
+    open(dir.path(), FileStoreOptions::default()).unwrap();
+}
+
 /// Checks that the store in `dir` opens, holds every index up to `acked`,
 /// and serves nothing but the expected terms.
 fn check_recovered(dir: &Path, acked: Index) -> Result<Index, String> {
-    let store = FileStore::open(dir, FileStoreOptions::default())
-        .map_err(|e| format!("reopen failed: {e}"))?;
+    let store =
+        open(dir, FileStoreOptions::default()).map_err(|e| format!("reopen failed: {e}"))?;
     let last = store.last_index();
     if last < acked {
         return Err(format!(

@@ -123,6 +123,15 @@ impl FileStoreOptions {
 /// and logged at `info`; any other damage, or a gap between indexes, is
 /// [`StoreError::Corrupt`] naming the file and offset.
 ///
+/// # Locking
+///
+/// While a store is open it holds an advisory lock on the `LOCK` file of its
+/// directory, and a second open, in this process or another, is refused with
+/// [`StoreError::Locked`]. Dropping the store releases it. A child process
+/// forked while the store is open shares the lock until it execs or exits,
+/// so an open right after dropping may briefly meet `Locked` when another
+/// thread is spawning processes.
+///
 /// # Failures
 ///
 /// After a failed write the files may not match what the store holds in
@@ -176,7 +185,7 @@ impl FileStore {
     pub fn open(dir: impl AsRef<Path>, options: FileStoreOptions) -> Result<Self, StoreError> {
         options.validate()?;
         let dir = dir.as_ref().to_path_buf();
-        fs::create_dir_all(&dir).map_err(io_at("creating directory", &dir))?;
+        create_dir(&dir, options.sync)?;
         let lock = lock_dir(&dir)?;
 
         let hard = read_hard_state(&dir)?;
@@ -595,6 +604,20 @@ pub(crate) fn sync_dir(_dir: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Creates `dir` when it is missing, and makes its entry durable.
+fn create_dir(dir: &Path, sync: SyncPolicy) -> Result<(), StoreError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::create_dir_all(dir).map_err(io_at("creating directory", dir))?;
+    match dir.parent() {
+        Some(parent) if sync == SyncPolicy::Always && !parent.as_os_str().is_empty() => {
+            sync_dir(parent)
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Takes the lock file of `dir`, refused while another store holds it.
 fn lock_dir(dir: &Path) -> Result<File, StoreError> {
     let path = dir.join(LOCK_FILE);
@@ -660,4 +683,100 @@ fn write_hard_state(dir: &Path, state: HardState, sync: bool) -> Result<(), Stor
         sync_dir(dir)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::TermKind;
+
+    struct Dir(PathBuf);
+
+    impl Dir {
+        fn new(tag: &str) -> Self {
+            let name = format!("hookraft-unit-{tag}-{}", std::process::id());
+            let path = std::env::temp_dir().join(name);
+            let _ = fs::remove_dir_all(&path);
+            Dir(path)
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn content(index: Index, len: usize) -> Term {
+        Term {
+            index,
+            epoch: 1,
+            kind: TermKind::Content(vec![index as u8; len].into()),
+        }
+    }
+
+    #[test]
+    fn options_are_checked() {
+        assert!(FileStoreOptions::default().validate().is_ok());
+        for bad in [
+            FileStoreOptions {
+                segment_size: 0,
+                ..Default::default()
+            },
+            FileStoreOptions {
+                max_record_size: 0,
+                ..Default::default()
+            },
+            FileStoreOptions {
+                max_record_size: MAX_RECORD_CEILING + 1,
+                ..Default::default()
+            },
+        ] {
+            assert!(matches!(bad.validate(), Err(StoreError::Invalid(_))));
+        }
+    }
+
+    #[test]
+    fn a_term_larger_than_a_segment_goes_alone() {
+        let dir = Dir::new("alone");
+        let options = FileStoreOptions {
+            segment_size: 100,
+            cache_terms: 0,
+            ..Default::default()
+        };
+        let mut store = FileStore::open(&dir.0, options).unwrap();
+        let terms = [content(1, 10), content(2, 500), content(3, 10)];
+        store.append(&terms).unwrap();
+
+        assert_eq!(store.segment_count(), 3);
+        assert!(store.segments.iter().all(|s| s.offsets.len() == 1));
+        assert_eq!(store.terms(1, 3, usize::MAX).unwrap(), terms);
+    }
+
+    #[test]
+    fn damage_after_opening_is_reported_on_read() {
+        let dir = Dir::new("late-damage");
+        let options = FileStoreOptions {
+            cache_terms: 1,
+            ..Default::default()
+        };
+        let mut store = FileStore::open(&dir.0, options).unwrap();
+        store.append(&[content(1, 50), content(2, 50)]).unwrap();
+
+        let segment = &store.segments[0];
+        let mut bytes = fs::read(&segment.path).unwrap();
+        bytes[20] ^= 0xff;
+        fs::write(&segment.path, bytes).unwrap();
+
+        // Index 2 is cached; index 1 comes from the damaged file.
+        assert_eq!(store.terms(2, 2, usize::MAX).unwrap(), [content(2, 50)]);
+        match store.terms(1, 2, usize::MAX) {
+            Err(StoreError::Corrupt {
+                offset: 0, detail, ..
+            }) => {
+                assert!(detail.contains("checksum"), "{detail}")
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
 }
