@@ -19,7 +19,7 @@ pub use node::{
     DropReason, Node, NodeStatus, Outcome, Proposal, ProposeError, StartError, UpdateError,
     WaitError,
 };
-pub use store::{LogStore, MemStore, StoreError};
+pub use store::{FileStore, FileStoreOptions, LogStore, MemStore, StoreError, SyncPolicy};
 pub use transport::{
     DeliverError, Inbox, MemFaults, MemNetwork, MemStats, MemTransport, Transport,
 };

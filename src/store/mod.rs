@@ -2,8 +2,10 @@
 //! through [`LogStore`], and treats every write as durable once the call
 //! returns `Ok`.
 
+mod file;
 mod mem;
 
+pub use file::{FileStore, FileStoreOptions, SyncPolicy};
 pub use mem::MemStore;
 
 use std::path::PathBuf;
@@ -32,6 +34,21 @@ pub enum StoreError {
         offset: u64,
         /// What is wrong with it.
         detail: String,
+    },
+    /// Another store, in this process or another, has the directory open.
+    /// Stop the other one first; the lock goes with it.
+    #[error("store directory is locked by another open store (lock file {path})")]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
+    /// An earlier write failed part way, so the files may no longer match
+    /// what the store holds in memory: it refuses every write. Reopening the
+    /// store recovers from what is on disk.
+    #[error("store refuses writes after an earlier failure: {cause}")]
+    Poisoned {
+        /// The failure that stopped the store.
+        cause: String,
     },
     /// The caller broke the store's contract (for example a gap between the
     /// last term and the first appended one).
