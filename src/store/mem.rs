@@ -35,14 +35,13 @@ impl LogStore for MemStore {
     }
 
     fn append(&mut self, terms: &[Term]) -> Result<(), StoreError> {
-        if let Some(first) = terms.first() {
-            if first.index != self.last_index() + 1 {
-                return Err(StoreError::Invalid(format!(
-                    "append at index {} after last index {}",
-                    first.index,
-                    self.last_index()
-                )));
-            }
+        let next = self.last_index() + 1;
+        if let Some((k, t)) = terms.iter().enumerate().find(|(k, t)| t.index != next + *k as u64) {
+            return Err(StoreError::Invalid(format!(
+                "term {} at position {k} of an append after last index {}",
+                t.index,
+                self.last_index()
+            )));
         }
         self.terms.extend_from_slice(terms);
         Ok(())
@@ -86,5 +85,24 @@ impl LogStore for MemStore {
             out.push(t.clone());
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::TermKind;
+
+    fn term(index: Index) -> Term {
+        Term { index, epoch: 1, kind: TermKind::Empty }
+    }
+
+    #[test]
+    fn an_append_with_a_gap_is_refused_whole() {
+        let mut s = MemStore::new();
+        s.append(&[term(1), term(2)]).unwrap();
+        assert!(s.append(&[term(4)]).is_err());
+        assert!(s.append(&[term(3), term(5)]).is_err());
+        assert_eq!(s.last_index(), 2);
     }
 }
