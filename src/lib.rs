@@ -1,5 +1,4 @@
-//! `hookraft` is an embeddable Raft consensus library for programs that do not
-//! want an async runtime.
+#![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
 pub mod config;
