@@ -109,11 +109,14 @@ impl Drop for DurableCluster {
     }
 }
 
+/// Terms by index: epoch and content.
+type Applied = BTreeMap<Index, (Epoch, Vec<u8>)>;
+
 #[test]
 fn restarting_every_node_in_turn_loses_no_committed_term() {
     let cluster = Arc::new(DurableCluster::new("rolling"));
     let running = Arc::new(AtomicBool::new(true));
-    let committed: Arc<Mutex<BTreeMap<Index, (Epoch, Vec<u8>)>>> = Arc::default();
+    let committed: Arc<Mutex<Applied>> = Arc::default();
 
     let proposer = {
         let (cluster, running, committed) = (cluster.clone(), running.clone(), committed.clone());
@@ -160,7 +163,7 @@ fn restarting_every_node_in_turn_loses_no_committed_term() {
         let node = node.as_ref().unwrap();
         node.wait_for(WAIT, |s| s.applied_index >= last)
             .expect("catches up");
-        let applied: BTreeMap<Index, (Epoch, Vec<u8>)> = cluster.hooks.lock()[id as usize - 1]
+        let applied: Applied = cluster.hooks.lock()[id as usize - 1]
             .contents()
             .into_iter()
             .map(|(i, e, c)| (i, (e, c)))
