@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::types::{Configuration, NodeId};
+use crate::types::{Configuration, NodeId, Role};
 
 /// Everything a node needs to know before it starts.
 ///
@@ -15,7 +15,19 @@ pub struct Config {
     pub id: NodeId,
     /// The configuration the cluster starts from. Every node of a new cluster
     /// must be given the same one: it becomes the first term of the log.
+    /// Empty for a node that joins a running cluster through [`Config::join`].
     pub initial: Configuration,
+    /// Members of a running cluster to ask for admission, with their
+    /// addresses, tried in turn until one answers. Used only while the node
+    /// is absent from its configuration.
+    pub join: Vec<(NodeId, String)>,
+    /// Where the transport reaches this node, sent with a request to join.
+    pub address: String,
+    /// The role this node asks for when it joins.
+    pub role: Role,
+    /// A joining voter first catches up as an observer; it is promoted once
+    /// its log is within this many terms of the leader's.
+    pub catch_up_margin: u64,
     /// Shortest election timeout. A follower that hears no leader for a random
     /// time between `election_timeout_min` and `election_timeout_max` stands
     /// for election (§5.2).
@@ -49,9 +61,14 @@ pub struct Config {
 impl Config {
     /// A configuration with the defaults, for node `id` of `initial`.
     pub fn new(id: u64, initial: Configuration) -> Self {
+        let address = initial.members.get(&NodeId(id)).map(|m| m.address.clone());
         Config {
             id: NodeId(id),
             initial,
+            join: Vec::new(),
+            address: address.unwrap_or_default(),
+            role: Role::Voter,
+            catch_up_margin: 1024,
             election_timeout_min: Duration::from_millis(150),
             election_timeout_max: Duration::from_millis(300),
             heartbeat_interval: Duration::from_millis(50),
@@ -64,6 +81,35 @@ impl Config {
             update_pool_capacity: 64,
             inbox_capacity: 65_536,
         }
+    }
+
+    /// A configuration for node `id`, reachable at `address`, that joins a
+    /// running cluster as a `role` by asking the `known` members in turn.
+    /// It starts `Pending` and becomes a follower once a configuration term
+    /// naming it reaches its log.
+    pub fn join(
+        id: u64,
+        address: impl Into<String>,
+        role: Role,
+        known: impl IntoIterator<Item = (u64, String)>,
+    ) -> Self {
+        let mut config = Config::new(id, Configuration::default());
+        config.address = address.into();
+        config.role = role;
+        config.join = known.into_iter().map(|(i, a)| (NodeId(i), a)).collect();
+        config
+    }
+
+    /// The configuration written as the first term of a new log: the initial
+    /// one, or, for a voter given neither an initial configuration nor a
+    /// node to join, a cluster of itself alone. `None` for a joining node,
+    /// which receives its log from the leader.
+    pub fn bootstrap(&self) -> Option<Configuration> {
+        if !self.initial.members.is_empty() {
+            return Some(self.initial.clone());
+        }
+        let alone = self.join.is_empty() && self.role == Role::Voter;
+        alone.then(|| Configuration::default().with(self.id.0, self.address.clone(), Role::Voter))
     }
 
     /// Checks that the settings make sense together.
@@ -107,6 +153,22 @@ impl Config {
         ];
         if let Some((name, _)) = bounds.iter().find(|(_, v)| *v == 0) {
             return bad(format!("{name} must be above zero"));
+        }
+        if self.initial.members.is_empty() {
+            if self.join.is_empty() && self.role == Role::Observer {
+                return bad(
+                    "an observer with no initial configuration and no known node has no cluster \
+                     to join"
+                        .into(),
+                );
+            }
+            if self.join.iter().any(|(id, _)| *id == self.id) {
+                return bad(format!(
+                    "node {} lists itself among the nodes to join",
+                    self.id
+                ));
+            }
+            return Ok(());
         }
         if self.initial.voter_ids().next().is_none() {
             return bad("the initial configuration has no voter".into());

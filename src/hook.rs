@@ -11,18 +11,8 @@
 //! [`crate::Node`]; the one exception is `apply_term`, which runs while the
 //! node's apply order is reserved (see there).
 
-use crate::types::{Epoch, Index, NodeId, Payload, Role, Status, Term};
-
-/// A request to join the cluster or to change a member's address or role.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct UpdateNode {
-    /// The node asking.
-    pub id: NodeId,
-    /// Where the transport reaches it.
-    pub address: String,
-    /// Whether it wants to vote or only to observe.
-    pub role: Role,
-}
+pub use crate::types::UpdateNode;
+use crate::types::{Epoch, Index, NodeId, Payload, Status, Term};
 
 /// What the application does at each moment of the algorithm.
 pub trait Hook: Send + Sync + 'static {
@@ -99,6 +89,12 @@ pub trait Hook: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Any node thread, when a committed configuration that no longer names
+    /// `peer` is applied, on every node that applies it.
+    fn remove_connection(&self, peer: NodeId) {
+        let _ = peer;
+    }
+
     /// Either thread, on every change of status, in order.
     fn switch_status(&self, from: Status, to: Status, epoch: Epoch) {
         let _ = (from, to, epoch);
@@ -158,6 +154,10 @@ impl<T: Hook + ?Sized> Hook for std::sync::Arc<T> {
 
     fn update_node(&self, request: &UpdateNode) -> Result<(), String> {
         (**self).update_node(request)
+    }
+
+    fn remove_connection(&self, peer: NodeId) {
+        (**self).remove_connection(peer)
     }
 
     fn switch_status(&self, from: Status, to: Status, epoch: Epoch) {

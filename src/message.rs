@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::{Epoch, Index, NodeId, Term};
+use crate::types::{Epoch, Index, NodeId, Role, Term};
 
 /// One message between two nodes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +47,34 @@ pub enum Body {
     VoteReply {
         /// Whether the vote was granted.
         granted: bool,
+    },
+    /// A node outside the configuration asks to join it, or a member to
+    /// change its address or role.
+    JoinRequest {
+        /// Where the transport reaches the sender.
+        address: String,
+        /// The role it asks for.
+        role: Role,
+    },
+    /// The answer to `JoinRequest`.
+    JoinReply(JoinReply),
+}
+
+/// The answer to a request to join.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JoinReply {
+    /// The leader took the request: a configuration term naming the sender
+    /// will follow.
+    Accepted,
+    /// The receiver does not lead; ask the leader it names, if it knows one.
+    Redirect {
+        /// The leader and its address.
+        leader: Option<(NodeId, String)>,
+    },
+    /// The leader's application refused the request.
+    Refused {
+        /// Why, in the application's words.
+        reason: String,
     },
 }
 

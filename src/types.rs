@@ -203,6 +203,36 @@ impl Configuration {
     }
 }
 
+/// A request to join the cluster or to change a member's address or role.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct UpdateNode {
+    /// The node asking.
+    pub id: NodeId,
+    /// Where the transport reaches it.
+    pub address: String,
+    /// Whether it wants to vote or only to observe.
+    pub role: Role,
+}
+
+/// A change of the configuration, asked of the leader.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MembershipChange {
+    /// Add a member, or change a member's address or role.
+    Update(UpdateNode),
+    /// Remove a member.
+    Remove(NodeId),
+}
+
+impl MembershipChange {
+    /// The node the change is about.
+    pub fn node(&self) -> NodeId {
+        match self {
+            MembershipChange::Update(u) => u.id,
+            MembershipChange::Remove(id) => *id,
+        }
+    }
+}
+
 /// What a term carries.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TermKind {

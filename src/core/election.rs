@@ -17,7 +17,11 @@ impl<S: LogStore> Core<S> {
     pub fn tick(&mut self, now: Duration) -> Result<Vec<Output>, CoreError> {
         let mut out = Vec::new();
         if self.next_deadline().is_some_and(|d| now >= d) {
-            self.start_election(now, &mut out)?;
+            if self.is_voter() {
+                self.start_election(now, &mut out)?;
+            } else {
+                self.send_join_request(now, &mut out);
+            }
         }
         self.check_invariants();
         Ok(out)
@@ -108,8 +112,7 @@ impl<S: LogStore> Core<S> {
         for p in peers {
             self.replicate(p, false, out)?;
         }
-        self.maybe_commit(out);
-        Ok(())
+        self.maybe_commit(now, out)
     }
 
     /// Steps back to follower (or pending) in `epoch`, which is at least the
@@ -127,12 +130,34 @@ impl<S: LogStore> Core<S> {
             self.persist_hard_state()?;
         }
         self.progress.clear();
+        self.promotions.clear();
         self.votes.clear();
         let to = self.follower_status();
         self.set_status(to, out);
         self.set_leader(leader, out);
         self.reset_election_deadline(now);
         Ok(())
+    }
+
+    /// Whether a leader was heard from within the shortest election timeout:
+    /// a follower that has, and a leader that a quorum answered within it,
+    /// ignore a vote request of a higher epoch, so that a node cut off from
+    /// the leader, or removed from the cluster, cannot depose a leader that
+    /// works (dissertation §4.2.3).
+    pub(super) fn leader_is_alive(&self, now: Duration) -> bool {
+        let lease = self.settings.election_min;
+        let recent = |t: Duration| now.saturating_sub(t) < lease;
+        match self.status {
+            Status::Leader => {
+                let config = self.membership();
+                let mut alive = usize::from(config.is_voter(self.id));
+                for (id, p) in &self.progress {
+                    alive += usize::from(config.is_voter(*id) && recent(p.last_heard));
+                }
+                alive >= config.quorum()
+            }
+            _ => self.leader.is_some() && self.leader_contact.is_some_and(recent),
+        }
     }
 
     /// Answers a vote request. `allowed` is the application's say: false

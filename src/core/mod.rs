@@ -14,13 +14,14 @@
 
 mod election;
 mod invariants;
+mod membership;
 mod replication;
 mod round;
 mod step;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use rand::rngs::SmallRng;
@@ -32,7 +33,7 @@ pub use round::{Draft, RoundOutcome, Work};
 use crate::config::Config;
 use crate::message::Message;
 use crate::store::{LogStore, StoreError};
-use crate::types::{Configuration, Epoch, Index, NodeId, Status, Term, TermKind};
+use crate::types::{Configuration, Epoch, Index, NodeId, Role, Status, Term, TermKind, UpdateNode};
 
 /// What must happen after the core took an input, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,6 +82,20 @@ pub enum Output {
         /// The silent follower.
         peer: NodeId,
     },
+    /// The transport must be able to reach these nodes at these addresses
+    /// (the members of a new configuration, or a leader named in a
+    /// redirect).
+    Addresses(Vec<(NodeId, String)>),
+    /// A node asks this leader to join or to change its membership. The
+    /// application decides (`Hook::update_node`); the answer is built with
+    /// [`Core::join_reply`], and an accepted request goes to the update-node
+    /// pool.
+    JoinRequested(UpdateNode),
+    /// The leader refused this node's request to join; it stops asking.
+    JoinRefused {
+        /// The application's reason.
+        reason: String,
+    },
 }
 
 /// An input the core could not take.
@@ -108,6 +123,10 @@ struct Settings {
     max_terms_per_message: usize,
     max_bytes_per_message: usize,
     max_terms_per_round: usize,
+    join: Vec<(NodeId, String)>,
+    address: String,
+    role: Role,
+    catch_up_margin: u64,
 }
 
 /// Counters of what the core did since it started.
@@ -148,6 +167,15 @@ pub struct Core<S: LogStore> {
     votes: BTreeMap<NodeId, bool>,
     /// Replication progress of every other member, on the leader only.
     progress: BTreeMap<NodeId, Progress>,
+    /// Observers waiting to be promoted to voters once caught up (leader).
+    promotions: BTreeSet<NodeId>,
+    /// When this node last heard from the leader of its epoch.
+    leader_contact: Option<Duration>,
+
+    /// Which known node to ask next for admission, and when.
+    join_next: usize,
+    join_deadline: Duration,
+    join_refused: Option<String>,
 
     counters: Counters,
     #[cfg(debug_assertions)]
@@ -166,11 +194,11 @@ impl<S: LogStore> Core<S> {
     /// # Errors
     /// The store failed while reading the log or writing the first term.
     pub fn new(config: &Config, mut store: S, seed: u64, now: Duration) -> Result<Self, CoreError> {
-        if store.last_index() == 0 {
+        if let Some(initial) = config.bootstrap().filter(|_| store.last_index() == 0) {
             let first = Term {
                 index: 1,
                 epoch: 0,
-                kind: TermKind::Config(config.initial.clone()),
+                kind: TermKind::Config(initial),
             };
             store.append(&[first])?;
         }
@@ -183,6 +211,10 @@ impl<S: LogStore> Core<S> {
             max_terms_per_message: config.max_terms_per_message,
             max_bytes_per_message: config.max_bytes_per_message,
             max_terms_per_round: config.max_terms_per_round,
+            join: config.join.clone(),
+            address: config.address.clone(),
+            role: config.role,
+            catch_up_margin: config.catch_up_margin,
         };
         let mut core = Core {
             id: config.id,
@@ -199,6 +231,11 @@ impl<S: LogStore> Core<S> {
             election_deadline: now,
             votes: BTreeMap::new(),
             progress: BTreeMap::new(),
+            promotions: BTreeSet::new(),
+            leader_contact: None,
+            join_next: 0,
+            join_deadline: now,
+            join_refused: None,
             counters: Counters::default(),
             #[cfg(debug_assertions)]
             watch: invariants::Watch::new(hard.epoch, hard.vote),
@@ -267,11 +304,22 @@ impl<S: LogStore> Core<S> {
         self.counters
     }
 
-    /// When [`Core::tick`] must next be called, if this node can stand for
-    /// election: a leader, an observer and a pending node have no deadline.
+    /// When [`Core::tick`] must next be called: the election deadline of a
+    /// voter that does not lead, or when a node outside the configuration
+    /// asks again to join. A leader and a settled observer have none.
     pub fn next_deadline(&self) -> Option<Duration> {
-        let can_stand = self.status != Status::Leader && self.is_voter();
-        can_stand.then_some(self.election_deadline)
+        if self.status == Status::Leader {
+            return None;
+        }
+        if self.is_voter() {
+            return Some(self.election_deadline);
+        }
+        self.joining().then_some(self.join_deadline)
+    }
+
+    /// Why the leader refused this node's request to join, if it did.
+    pub fn join_refused(&self) -> Option<&str> {
+        self.join_refused.as_deref()
     }
 
     /// The store, for reading.
@@ -410,16 +458,13 @@ impl<S: LogStore> Core<S> {
     /// Brings the status and the leader's progress table in line with the
     /// configuration now in force.
     fn membership_changed(&mut self, out: &mut Vec<Output>) {
+        out.push(Output::Addresses(Self::addresses(self.membership())));
         match self.status {
             Status::Leader => {
-                let members: Vec<NodeId> = self
-                    .membership()
-                    .members
-                    .keys()
-                    .copied()
-                    .filter(|m| *m != self.id)
-                    .collect();
-                self.progress.retain(|id, _| members.contains(id));
+                // Members a change removes keep their progress until the
+                // change commits (see `settle_membership`), so that they
+                // learn of their removal.
+                let config = self.membership().clone();
                 let next = self.store.last_index() + 1;
                 let now = self
                     .progress
@@ -427,11 +472,14 @@ impl<S: LogStore> Core<S> {
                     .map(|p| p.last_heard)
                     .max()
                     .unwrap_or_default();
-                for m in members {
+                for m in config.members.keys().filter(|m| **m != self.id) {
                     self.progress
-                        .entry(m)
+                        .entry(*m)
                         .or_insert_with(|| Progress::new(next, now));
                 }
+                let observer = |id: &NodeId| config.members.get(id).map(|m| m.role);
+                self.promotions
+                    .retain(|id| observer(id) == Some(Role::Observer));
             }
             Status::Pending | Status::Follower => {
                 let to = self.follower_status();
@@ -493,10 +541,10 @@ fn load_configs<S: LogStore>(store: &S) -> Result<Vec<(Index, Configuration)>, C
         }
         from += terms.len().max(1) as u64;
     }
-    if configs.is_empty() {
-        return Err(CoreError::Storage(StoreError::Invalid(
-            "the log holds no configuration term".into(),
-        )));
+    if configs.first().is_none_or(|(i, _)| *i != 1) {
+        // A log that did not start with the bootstrap configuration (a node
+        // that joined): before any configuration term, it knew none.
+        configs.insert(0, (0, Configuration::default()));
     }
     Ok(configs)
 }

@@ -122,6 +122,7 @@ impl<S: LogStore> Core<S> {
             self.become_follower(msg.epoch, Some(msg.from), now, out)?;
         }
         self.set_leader(Some(msg.from), out);
+        self.leader_contact = Some(now);
         self.reset_election_deadline(now);
 
         let last = self.store.last_index();
@@ -219,7 +220,10 @@ impl<S: LogStore> Core<S> {
                 p.state = ProgressState::Replicate;
                 p.probe_sent = false;
                 let behind = p.next_index <= last;
-                self.maybe_commit(out);
+                self.maybe_commit(now, out)?;
+                if self.status != Status::Leader {
+                    return Ok(());
+                }
                 if behind {
                     self.replicate(from, false, out)?;
                 }
@@ -272,7 +276,11 @@ impl<S: LogStore> Core<S> {
     /// Moves the commit index to the highest index stored on a quorum of
     /// voters, if the term there is of this leader's epoch: earlier terms are
     /// never committed by counting (§5.4.2, Figure 8), they commit with it.
-    pub(super) fn maybe_commit(&mut self, out: &mut Vec<Output>) {
+    pub(super) fn maybe_commit(
+        &mut self,
+        now: Duration,
+        out: &mut Vec<Output>,
+    ) -> Result<(), CoreError> {
         let config = self.membership();
         let mut matched: Vec<Index> = config
             .voter_ids()
@@ -284,13 +292,15 @@ impl<S: LogStore> Core<S> {
             .collect();
         let quorum = config.quorum();
         if matched.len() < quorum {
-            return;
+            return Ok(());
         }
         matched.sort_unstable_by(|a, b| b.cmp(a));
         let candidate = matched[quorum - 1];
         if candidate > self.commit && self.store.epoch_of(candidate) == Some(self.epoch) {
             self.advance_commit(candidate, out);
+            self.settle_membership(now, out)?;
         }
+        Ok(())
     }
 
     pub(super) fn advance_commit(&mut self, index: Index, out: &mut Vec<Output>) {

@@ -138,7 +138,7 @@ impl<S: LogStore> Core<S> {
         if self.quorum_lost(now, &mut out) {
             self.become_follower(self.epoch, None, now, &mut out)?;
         } else {
-            self.maybe_commit(&mut out);
+            self.maybe_commit(now, &mut out)?;
         }
         self.check_invariants();
         Ok(RoundOutcome {

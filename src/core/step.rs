@@ -42,6 +42,23 @@ impl<S: LogStore> Core<S> {
         self.validate(&msg)?;
         let mut out = Vec::new();
 
+        // Joining is not part of Raft's epochs: its messages bypass them.
+        match &msg.body {
+            Body::JoinRequest { .. } => {
+                self.handle_join_request(&msg, &mut out);
+                return Ok(out);
+            }
+            Body::JoinReply(reply) => {
+                self.handle_join_reply(reply, now, &mut out);
+                self.check_invariants();
+                return Ok(out);
+            }
+            Body::VoteRequest { .. } if msg.epoch > self.epoch && self.leader_is_alive(now) => {
+                return Ok(out);
+            }
+            _ => {}
+        }
+
         // §5.1: a higher epoch makes any node a follower of it; a lower one
         // is answered with the current epoch and otherwise ignored.
         if msg.epoch > self.epoch {
@@ -62,6 +79,7 @@ impl<S: LogStore> Core<S> {
                 let (i, e) = (*last_index, *last_epoch);
                 self.handle_vote_request(&msg, i, e, vote_allowed, now, &mut out)?;
             }
+            Body::JoinRequest { .. } | Body::JoinReply(_) => {}
             Body::VoteReply { granted } => {
                 self.handle_vote_reply(msg.from, *granted, now, &mut out)?
             }
@@ -80,7 +98,10 @@ impl<S: LogStore> Core<S> {
                 conflict: None,
             }),
             Body::VoteRequest { .. } => Body::VoteReply { granted: false },
-            Body::AppendReply(_) | Body::VoteReply { .. } => return,
+            Body::AppendReply(_)
+            | Body::VoteReply { .. }
+            | Body::JoinRequest { .. }
+            | Body::JoinReply(_) => return,
         };
         self.send(msg.from, body, out);
     }

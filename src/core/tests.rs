@@ -6,9 +6,11 @@ use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
 
 use super::*;
-use crate::message::{AppendReply, Body, Message};
+use crate::message::{AppendReply, Body, JoinReply, Message};
 use crate::store::MemStore;
-use crate::types::{Configuration, HardState, Member, Role, Status, TermKind};
+use crate::types::{
+    Configuration, HardState, Member, MembershipChange, Role, Status, TermKind, UpdateNode,
+};
 
 const MS: Duration = Duration::from_millis(1);
 
@@ -483,10 +485,62 @@ fn a_split_vote_resolves_at_a_later_timeout() {
 }
 
 #[test]
-fn a_higher_epoch_turns_a_leader_into_a_follower() {
+fn a_leader_that_a_quorum_follows_ignores_a_disruptive_vote_request() {
+    // Dissertation §4.2.3: within the shortest election timeout of hearing
+    // from a quorum, a leader neither adopts the higher epoch nor answers.
     let mut cl = Cluster::new(3);
     cl.elect(1);
     let now = cl.now;
+    let req = msg(
+        3,
+        1,
+        5,
+        Body::VoteRequest {
+            last_index: 9,
+            last_epoch: 9,
+        },
+    );
+    let out = cl.node(1).step(req, now).unwrap();
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(
+        (cl.node(1).status(), cl.node(1).epoch()),
+        (Status::Leader, 1)
+    );
+}
+
+#[test]
+fn a_follower_that_hears_its_leader_ignores_a_disruptive_vote_request() {
+    let mut cl = Cluster::new(3);
+    cl.elect(1);
+    let now = cl.now;
+    let req = msg(
+        3,
+        2,
+        5,
+        Body::VoteRequest {
+            last_index: 9,
+            last_epoch: 9,
+        },
+    );
+    assert!(cl.node(2).step(req.clone(), now).unwrap().is_empty());
+    assert_eq!(
+        (cl.node(2).epoch(), cl.node(2).vote()),
+        (1, Some(NodeId(1)))
+    );
+    // Once the leader has been silent for the shortest election timeout,
+    // the same request is a real election.
+    let later = now + config(2, 3).election_timeout_min;
+    let out = cl.node(2).step(req, later).unwrap();
+    assert_eq!(sends(&out)[0].body, Body::VoteReply { granted: true });
+    assert_eq!(cl.node(2).epoch(), 5);
+}
+
+#[test]
+fn a_higher_epoch_turns_a_leader_into_a_follower() {
+    let mut cl = Cluster::new(3);
+    cl.elect(1);
+    // Past the leader's lease: no answer for the shortest election timeout.
+    let now = cl.now + config(1, 3).election_timeout_min;
     let req = msg(
         3,
         1,
@@ -1229,4 +1283,229 @@ fn two_leaders_in_one_epoch_is_refused() {
     let err = cl.node(1).step(msg(2, 1, 1, hb), now).unwrap_err();
     assert!(matches!(err, CoreError::Malformed { .. }));
     assert_eq!(cl.leaders(), vec![1]);
+}
+
+// ---- Membership (dissertation §4.1) ----
+
+fn update(id: u64, role: Role) -> MembershipChange {
+    MembershipChange::Update(UpdateNode {
+        id: NodeId(id),
+        address: format!("n{id}"),
+        role,
+    })
+}
+
+/// Runs a round carrying `config` on `id` and delivers everything.
+fn change(cl: &mut Cluster, id: u64, config: Configuration) {
+    let draft = cl
+        .node(id)
+        .draft_round(vec![TermKind::Config(config)])
+        .unwrap();
+    let now = cl.now;
+    let outcome = cl.node(id).send_round(draft, true, now).unwrap();
+    assert!(outcome.appended);
+    cl.take(outcome.outputs);
+    cl.deliver_all();
+}
+
+#[test]
+fn a_new_leader_starts_no_change_before_it_commits_a_term_of_its_own_epoch() {
+    // The case the dissertation's errata warn about: a leader elected just
+    // after a change must not start another until its own epoch has a
+    // committed term, or it could overrule a change it never saw commit.
+    let mut c = core(1, 3);
+    let d = c.next_deadline().unwrap();
+    c.tick(d).unwrap();
+    c.step(msg(2, 1, 1, Body::VoteReply { granted: true }), d)
+        .unwrap();
+    assert_eq!(c.status(), Status::Leader);
+    assert!(
+        !c.can_change_membership(),
+        "its empty term is not committed yet"
+    );
+    let stored = Body::AppendReply(AppendReply::Stored { match_index: 2 });
+    c.step(msg(2, 1, 1, stored), d).unwrap();
+    assert_eq!(c.commit_index(), 2);
+    assert!(c.can_change_membership());
+}
+
+#[test]
+fn a_second_change_waits_until_the_first_commits() {
+    let mut cl = Cluster::new(3);
+    cl.elect(1);
+    cl.isolate(2);
+    cl.isolate(3);
+    let config = cl
+        .node(1)
+        .membership_change(&update(4, Role::Observer))
+        .unwrap();
+    change(&mut cl, 1, config);
+    assert!(
+        !cl.node(1).can_change_membership(),
+        "the first change is not committed"
+    );
+    cl.heal();
+    cl.round(1, &[]);
+    assert!(cl.node(1).can_change_membership());
+}
+
+#[test]
+fn a_joining_voter_enters_as_an_observer_and_is_promoted_once_caught_up() {
+    let mut cl = Cluster::new(3);
+    cl.nodes.push(core_with(
+        &Config::join(4, "n4", Role::Voter, [(1, "n1".into())]),
+        MemStore::new(),
+    ));
+    cl.elect(1);
+    for _ in 0..3 {
+        cl.round(1, &["a", "b"]);
+    }
+    let config = cl
+        .node(1)
+        .membership_change(&update(4, Role::Voter))
+        .unwrap();
+    assert_eq!(config.members[&NodeId(4)].role, Role::Observer);
+    assert!(
+        cl.node(1).ready_promotion().is_none(),
+        "not caught up, no change may start"
+    );
+    change(&mut cl, 1, config);
+    assert_eq!(cl.node(4).status(), Status::Follower);
+    assert!(!cl.node(4).membership().is_voter(NodeId(4)));
+    cl.round(1, &[]);
+
+    let promoted = cl
+        .node(1)
+        .ready_promotion()
+        .expect("caught up and committed");
+    assert!(promoted.is_voter(NodeId(4)));
+    change(&mut cl, 1, promoted);
+    assert!(cl.node(4).membership().is_voter(NodeId(4)));
+    assert!(
+        cl.node(4).next_deadline().is_some(),
+        "a voter stands when its leader is silent"
+    );
+    assert_eq!(cl.node(1).membership().quorum(), 3);
+}
+
+#[test]
+fn a_removed_leader_steps_down_once_the_removal_commits() {
+    let mut cl = Cluster::new(3);
+    cl.elect(1);
+    let config = cl
+        .node(1)
+        .membership_change(&MembershipChange::Remove(NodeId(1)))
+        .unwrap();
+    change(&mut cl, 1, config);
+    assert_eq!(cl.node(1).status(), Status::Pending);
+    assert_eq!(
+        cl.node(1).next_deadline(),
+        None,
+        "a removed node never stands again"
+    );
+    cl.elect(2);
+    assert_eq!(cl.leaders(), vec![2]);
+}
+
+#[test]
+fn a_removed_follower_learns_of_its_removal_and_stops_standing() {
+    let mut cl = Cluster::new(3);
+    cl.elect(1);
+    let config = cl
+        .node(1)
+        .membership_change(&MembershipChange::Remove(NodeId(3)))
+        .unwrap();
+    change(&mut cl, 1, config);
+    assert_eq!(cl.node(3).status(), Status::Pending);
+    assert_eq!(cl.node(3).next_deadline(), None);
+    assert!(
+        !cl.node(1).progress().contains_key(&NodeId(3)),
+        "dropped once committed"
+    );
+}
+
+#[test]
+fn the_last_voter_cannot_be_removed() {
+    let mut cl = Cluster::new(1);
+    cl.elect(1);
+    assert_eq!(
+        cl.node(1)
+            .membership_change(&MembershipChange::Remove(NodeId(1))),
+        None
+    );
+}
+
+#[test]
+fn a_node_outside_the_configuration_asks_the_known_nodes_in_turn() {
+    let known = [(1, "n1".to_string()), (2, "n2".to_string())];
+    let mut c = core_with(
+        &Config::join(9, "n9", Role::Observer, known),
+        MemStore::new(),
+    );
+    assert_eq!((c.status(), c.last_index()), (Status::Pending, 0));
+    let mut asked = Vec::new();
+    for _ in 0..3 {
+        let d = c.next_deadline().expect("a joining node keeps asking");
+        for m in sends(&c.tick(d).unwrap()) {
+            assert_eq!(
+                m.body,
+                Body::JoinRequest {
+                    address: "n9".into(),
+                    role: Role::Observer
+                }
+            );
+            asked.push(m.to.0);
+        }
+    }
+    assert_eq!(asked, vec![1, 2, 1]);
+
+    let refused = Body::JoinReply(JoinReply::Refused {
+        reason: "full".into(),
+    });
+    let out = c.step(msg(1, 9, 3, refused), MS).unwrap();
+    assert!(out.contains(&Output::JoinRefused {
+        reason: "full".into()
+    }));
+    assert_eq!(c.next_deadline(), None, "a refused node stops asking");
+}
+
+#[test]
+fn a_member_that_does_not_lead_names_the_leader_to_a_joining_node() {
+    let mut cl = Cluster::new(3);
+    cl.elect(1);
+    let now = cl.now;
+    let req = Body::JoinRequest {
+        address: "n9".into(),
+        role: Role::Voter,
+    };
+    let out = cl.node(2).step(msg(9, 2, 0, req.clone()), now).unwrap();
+    let leader = Some((NodeId(1), "n1".to_string()));
+    assert_eq!(
+        sends(&out)[0].body,
+        Body::JoinReply(JoinReply::Redirect { leader })
+    );
+    // The leader hands the request to the application.
+    let out = cl.node(1).step(msg(9, 1, 0, req), now).unwrap();
+    let request = UpdateNode {
+        id: NodeId(9),
+        address: "n9".into(),
+        role: Role::Voter,
+    };
+    assert_eq!(out, vec![Output::JoinRequested(request)]);
+}
+
+#[test]
+fn a_lone_voter_with_nothing_to_join_founds_a_cluster_of_one() {
+    let cfg = Config::join(5, "n5", Role::Voter, []);
+    cfg.validate().unwrap();
+    let mut c = core_with(&cfg, MemStore::new());
+    let d = c.next_deadline().unwrap();
+    c.tick(d).unwrap();
+    assert_eq!(c.status(), Status::Leader);
+    let observer = Config::join(5, "n5", Role::Observer, []);
+    assert!(observer
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("no cluster to join"));
 }

@@ -27,7 +27,7 @@ use crate::hook::{Hook, UpdateNode};
 use crate::message::{Body, Message};
 use crate::store::LogStore;
 use crate::transport::{Inbox, Transport};
-use crate::types::{Configuration, Epoch, Index, NodeId, Payload, Status};
+use crate::types::{Configuration, Epoch, Index, MembershipChange, NodeId, Payload, Status};
 use proposal::Pending;
 use shared::Shared;
 
@@ -94,6 +94,8 @@ pub struct NodeStatus {
     pub proposals_dropped: u64,
     /// Why the node stopped on its own (a storage failure), if it did.
     pub failure: Option<String>,
+    /// Why the leader refused to let this node in, if it did.
+    pub join_refused: Option<String>,
 }
 
 /// A running member of a cluster. Dropping it stops it.
@@ -130,6 +132,18 @@ impl Node {
             Arc::new(hook),
         ));
         shared.transport.attach(shared.id, inbox.clone());
+        {
+            let core = shared.core.lock();
+            let members = core
+                .membership()
+                .members
+                .iter()
+                .map(|(id, m)| (*id, &m.address));
+            let known = shared.config.join.iter().map(|(id, a)| (*id, a));
+            for (id, address) in members.chain(known).filter(|(id, _)| *id != shared.id) {
+                shared.transport.add_peer(id, address);
+            }
+        }
 
         let runner = Arc::clone(&shared);
         let thread = thread::Builder::new()
@@ -166,6 +180,7 @@ impl Node {
             inbox_dropped: self.inbox.dropped(),
             proposals_dropped: self.shared.proposals_dropped.load(Ordering::Relaxed),
             failure: self.shared.fatal.lock().clone(),
+            join_refused: self.shared.join_refused.lock().clone(),
         }
     }
 
@@ -242,6 +257,28 @@ impl Node {
     /// [`UpdateError::Refused`] with the hook's reason,
     /// [`UpdateError::PoolFull`], or [`UpdateError::Stopped`].
     pub fn update_node(&self, request: UpdateNode) -> Result<(), UpdateError> {
+        self.check_leading()?;
+        self.shared
+            .hook
+            .update_node(&request)
+            .map_err(UpdateError::Refused)?;
+        self.queue(MembershipChange::Update(request))
+    }
+
+    /// Asks this node, as leader, to remove member `id` from the
+    /// configuration. The change waits in the update-node pool like any
+    /// other, and goes one at a time. Once it commits, every node calls
+    /// `Hook::remove_connection`; a removed leader steps down, and a removed
+    /// node stops standing for election.
+    ///
+    /// # Errors
+    /// As [`Node::update_node`], without `Refused`.
+    pub fn remove_node(&self, id: NodeId) -> Result<(), UpdateError> {
+        self.check_leading()?;
+        self.queue(MembershipChange::Remove(id))
+    }
+
+    fn check_leading(&self) -> Result<(), UpdateError> {
         if self.shared.stopped.load(Ordering::SeqCst) {
             return Err(UpdateError::Stopped);
         }
@@ -249,17 +286,13 @@ impl Node {
             let leader = self.shared.core.lock().leader();
             return Err(UpdateError::NotLeader { leader });
         }
+        Ok(())
+    }
+
+    fn queue(&self, change: MembershipChange) -> Result<(), UpdateError> {
         self.shared
-            .hook
-            .update_node(&request)
-            .map_err(UpdateError::Refused)?;
-        self.shared
-            .updates_tx
-            .try_send(request)
-            .map_err(|e| match e {
-                TrySendError::Full(_) => UpdateError::PoolFull,
-                TrySendError::Disconnected(_) => UpdateError::Stopped,
-            })
+            .queue_change(change)
+            .map_err(|_| UpdateError::PoolFull)
     }
 
     fn submit(

@@ -5,7 +5,7 @@
 //! Locks here guard short sections only; none is held across a call to a hook
 //! or to the transport, except the apply order (see [`Shared::apply`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -22,6 +22,7 @@ use crate::node::proposal::{DropReason, Outcome, Pending};
 use crate::node::worker::LeaderWorker;
 use crate::store::LogStore;
 use crate::transport::Transport;
+use crate::types::{Configuration, MembershipChange, TermKind};
 use crate::types::{Epoch, Index, NodeId, Status};
 
 /// The store behind a running node, whatever its type.
@@ -46,13 +47,17 @@ pub(crate) struct Shared {
 
     pub(crate) terms_tx: Sender<Pending>,
     pub(crate) terms_rx: Receiver<Pending>,
-    pub(crate) updates_tx: Sender<UpdateNode>,
-    pub(crate) updates_rx: Receiver<UpdateNode>,
+    pub(crate) updates_tx: Sender<MembershipChange>,
+    pub(crate) updates_rx: Receiver<MembershipChange>,
+    /// Nodes with a change waiting in the update-node pool.
+    pub(crate) updates_waiting: Mutex<HashSet<NodeId>>,
 
     pub(crate) waiters: Mutex<HashMap<Index, Waiter>>,
     /// Held while committed terms are handed to the application, so that
-    /// they reach it in index order whichever thread applies them.
-    apply_order: Mutex<()>,
+    /// they reach it in index order whichever thread applies them; it keeps
+    /// the last configuration applied.
+    apply_order: Mutex<Configuration>,
+    pub(crate) join_refused: Mutex<Option<String>>,
 
     /// The epoch this node leads, 0 when it does not lead.
     pub(crate) leading: AtomicU64,
@@ -88,8 +93,10 @@ impl Shared {
             terms_rx,
             updates_tx,
             updates_rx,
+            updates_waiting: Mutex::new(HashSet::new()),
             waiters: Mutex::new(HashMap::new()),
-            apply_order: Mutex::new(()),
+            apply_order: Mutex::new(Configuration::default()),
+            join_refused: Mutex::new(None),
             leading: AtomicU64::new(0),
             worker: Mutex::new(None),
             retired: Mutex::new(Vec::new()),
@@ -163,6 +170,16 @@ impl Shared {
                     log::info!("node={} lost peer={peer}: no answer in time", self.id);
                     self.hook.lost_connection(peer);
                 }
+                Output::Addresses(peers) => {
+                    for (id, address) in peers.iter().filter(|(id, _)| *id != self.id) {
+                        self.transport.add_peer(*id, address);
+                    }
+                }
+                Output::JoinRequested(request) => messages.push(self.answer_join(request)),
+                Output::JoinRefused { reason } => {
+                    log::warn!("node={} the leader refused to let it in: {reason}", self.id);
+                    *self.join_refused.lock() = Some(reason);
+                }
             }
         }
         if !messages.is_empty() {
@@ -172,6 +189,31 @@ impl Shared {
             self.apply();
         }
         self.notify();
+    }
+
+    /// A leader's answer to a request to join: the application decides, and
+    /// an accepted change waits in the update-node pool, once per node.
+    fn answer_join(&self, request: UpdateNode) -> Message {
+        let id = request.id;
+        let decision = self.hook.update_node(&request).and_then(|()| {
+            self.queue_change(MembershipChange::Update(request))
+                .map_err(|e| format!("cannot take the request now: {e}"))
+        });
+        log::info!("node={} join request from {id}: {decision:?}", self.id);
+        self.core.lock().join_reply(id, decision)
+    }
+
+    /// Puts a change in the update-node pool, unless one for the same node
+    /// already waits there.
+    pub(crate) fn queue_change(&self, change: MembershipChange) -> Result<(), &'static str> {
+        let id = change.node();
+        if !self.updates_waiting.lock().insert(id) {
+            return Ok(());
+        }
+        self.updates_tx.try_send(change).map_err(|_| {
+            self.updates_waiting.lock().remove(&id);
+            "the update-node pool is full"
+        })
     }
 
     fn status_changed(self: &Arc<Self>, from: Status, to: Status, epoch: Epoch) {
@@ -227,7 +269,7 @@ impl Shared {
     /// terms in order across the two threads. No method of the node takes
     /// it, so the hook may still call the node.
     pub(crate) fn apply(self: &Arc<Self>) {
-        let _order = self.apply_order.lock();
+        let mut applied_config = self.apply_order.lock();
         loop {
             let batch = self.core.lock().take_committed(APPLY_BATCH);
             let terms = match batch {
@@ -240,8 +282,23 @@ impl Shared {
             };
             for t in &terms {
                 self.hook.apply_term(t);
+                if let TermKind::Config(config) = &t.kind {
+                    self.removed_members(&applied_config, config);
+                    *applied_config = config.clone();
+                }
             }
             self.resolve_applied(&terms);
+        }
+    }
+
+    /// Tells the application of each member that `new` no longer names.
+    fn removed_members(&self, old: &Configuration, new: &Configuration) {
+        for id in old.members.keys().filter(|id| !new.contains(**id)) {
+            log::info!(
+                "node={} member {id} removed from the configuration",
+                self.id
+            );
+            self.hook.remove_connection(*id);
         }
     }
 

@@ -180,26 +180,39 @@ impl Worker {
         );
     }
 
-    /// Takes the work of one round: from the update-node pool or the term
-    /// pool, chosen by the core when both hold some.
+    /// Takes the work of one round: from the update-node pool (or a
+    /// promotion the core has ready) or the term pool, chosen by the core
+    /// when both hold some.
     fn pop_work(&self) -> (Vec<TermKind>, Completions) {
         let s = &self.shared;
-        let work = {
+        let (work, promotion) = {
             let mut core = s.core.lock();
-            let updates = !s.updates_rx.is_empty() && core.can_change_membership();
-            core.choose_work(updates, !s.terms_rx.is_empty())
+            let promotion = core.ready_promotion();
+            let changes =
+                promotion.is_some() || (!s.updates_rx.is_empty() && core.can_change_membership());
+            (core.choose_work(changes, !s.terms_rx.is_empty()), promotion)
         };
         match work {
             Work::Terms => self.pop_terms(),
-            Work::UpdateNode => match s.updates_rx.try_recv() {
-                Ok(update) => match self.membership_with(update) {
-                    Some(config) => (vec![TermKind::Config(config)], vec![None]),
-                    None => (Vec::new(), Vec::new()),
-                },
-                Err(_) => (Vec::new(), Vec::new()),
+            Work::UpdateNode => match promotion.or_else(|| self.pop_change()) {
+                Some(config) => (vec![TermKind::Config(config)], vec![None]),
+                None => (Vec::new(), Vec::new()),
             },
             Work::Nothing => (Vec::new(), Vec::new()),
         }
+    }
+
+    /// The configuration the next waiting change leads to, skipping changes
+    /// that change nothing.
+    fn pop_change(&self) -> Option<Configuration> {
+        while let Ok(change) = self.shared.updates_rx.try_recv() {
+            self.shared.updates_waiting.lock().remove(&change.node());
+            if let Some(config) = self.shared.core.lock().membership_change(&change) {
+                log::info!("node={} membership change {change:?}", self.shared.id);
+                return Some(config);
+            }
+        }
+        None
     }
 
     fn pop_terms(&self) -> (Vec<TermKind>, Completions) {
@@ -219,18 +232,6 @@ impl Worker {
             completions.push(Some(p));
         }
         (kinds, completions)
-    }
-
-    /// The configuration in force with `update` applied, unless it changes
-    /// nothing.
-    fn membership_with(&self, update: crate::hook::UpdateNode) -> Option<Configuration> {
-        let mut config = self.shared.core.lock().membership().clone();
-        let member = crate::types::Member {
-            address: update.address,
-            role: update.role,
-        };
-        let before = config.members.insert(update.id, member.clone());
-        (before.as_ref() != Some(&member)).then_some(config)
     }
 
     /// Records who waits for which index, before the terms can commit.

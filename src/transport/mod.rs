@@ -35,6 +35,11 @@ pub trait Transport: Send + Sync + 'static {
         }
     }
 
+    /// The node may now send to `id` at `address`: a member of a new
+    /// configuration, a node to ask for admission, or a leader named in a
+    /// redirect. A transport that routes by id alone ignores it.
+    fn add_peer(&self, _id: NodeId, _address: &str) {}
+
     /// Called once when node `id` stops: messages to it are no longer
     /// delivered.
     fn detach(&self, _id: NodeId) {}

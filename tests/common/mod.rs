@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use hookraft::{
     Config, Configuration, Hook, MemNetwork, MemStore, Node, NodeId, NodeStatus, Payload, Proposal,
-    ProposeError, Status, Term,
+    ProposeError, Role, Status, Term, UpdateNode,
 };
 use parking_lot::Mutex;
 
@@ -31,6 +31,8 @@ pub struct Recorder {
     pub prepared: Mutex<Vec<Payload>>,
     pub refuse_votes: Mutex<bool>,
     pub refuse_appends: Mutex<bool>,
+    pub refuse_updates: Mutex<Option<String>>,
+    pub removed: Mutex<Vec<NodeId>>,
 }
 
 impl Recorder {
@@ -74,6 +76,17 @@ impl Hook for Recorder {
 
     fn request_vote(&self, _candidate: NodeId, _epoch: u64) -> bool {
         !*self.refuse_votes.lock()
+    }
+
+    fn update_node(&self, _request: &UpdateNode) -> Result<(), String> {
+        match self.refuse_updates.lock().clone() {
+            Some(reason) => Err(reason),
+            None => Ok(()),
+        }
+    }
+
+    fn remove_connection(&self, peer: NodeId) {
+        self.removed.lock().push(peer);
     }
 
     fn switch_status(&self, from: Status, to: Status, _epoch: u64) {
@@ -123,6 +136,26 @@ impl Cluster {
             cluster.hooks.push(hook);
         }
         cluster
+    }
+
+    /// Starts node `id` that joins the cluster as `role` through `known`.
+    pub fn join(&mut self, id: u64, role: Role, known: &[u64]) {
+        let known = known.iter().map(|k| (*k, format!("mem-{k}")));
+        let mut cfg = Config::join(id, format!("mem-{id}"), role, known);
+        let base = config(id, &self.initial);
+        cfg.election_timeout_min = base.election_timeout_min;
+        cfg.election_timeout_max = base.election_timeout_max;
+        cfg.heartbeat_interval = base.heartbeat_interval;
+        cfg.response_timeout = base.response_timeout;
+        let hook = Arc::new(Recorder::default());
+        let node = Node::start(cfg, self.net.transport(), MemStore::new(), hook.clone()).unwrap();
+        assert_eq!(
+            self.nodes.len() as u64 + 1,
+            id,
+            "joining ids follow the initial ones"
+        );
+        self.nodes.push(Some(node));
+        self.hooks.push(hook);
     }
 
     pub fn node(&self, id: u64) -> &Node {

@@ -1,0 +1,175 @@
+//! Joining, promotion, removal and observers on threaded nodes: the
+//! update-node flow from a node's first request to its place in the
+//! configuration.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Cluster, WAIT};
+use hookraft::{NodeId, Role, Status, UpdateError, UpdateNode};
+
+#[test]
+fn a_new_voter_joins_a_running_cluster_through_any_member() {
+    let mut cluster = Cluster::new(3);
+    let leader = cluster.wait_leader();
+    for i in 0..50u8 {
+        cluster.propose(&[i]);
+    }
+    // It asks a member that may not lead: the member names the leader.
+    let asked = if leader == 1 { 2 } else { 1 };
+    cluster.join(4, Role::Voter, &[asked]);
+    let joined = cluster
+        .node(4)
+        .wait_for(WAIT, |s| s.membership.is_voter(NodeId(4)))
+        .expect("the new node becomes a voter");
+    assert_eq!(joined.status, Status::Follower);
+    let (index, _) = cluster.propose(b"after").wait_timeout(WAIT).unwrap();
+    cluster.wait_applied(4, index);
+    assert_eq!(cluster.hook(4).contents(), cluster.hook(leader).contents());
+    let on_leader = cluster.node(cluster.wait_leader()).status().membership;
+    assert_eq!(on_leader.voter_ids().count(), 4);
+}
+
+#[test]
+fn a_joining_voter_does_not_stall_a_busy_cluster() {
+    let mut cluster = Cluster::new(3);
+    cluster.wait_leader();
+    for i in 0..3000u32 {
+        cluster.propose(&i.to_be_bytes());
+    }
+    cluster.join(4, Role::Voter, &[1, 2, 3]);
+    // While the newcomer catches up as an observer, the three voters keep
+    // committing; it counts in no quorum until it is promoted.
+    let mut committed = 0;
+    while !cluster.node(4).status().membership.is_voter(NodeId(4)) {
+        cluster
+            .propose(b"busy")
+            .wait_timeout(WAIT)
+            .expect("commits continue");
+        committed += 1;
+        assert!(committed < 10_000, "the newcomer was never promoted");
+    }
+    let (index, _) = cluster.propose(b"last").wait_timeout(WAIT).unwrap();
+    cluster.wait_applied(4, index);
+}
+
+#[test]
+fn an_observer_joins_and_receives_every_term_without_voting() {
+    let mut cluster = Cluster::new(3);
+    cluster.wait_leader();
+    cluster.join(4, Role::Observer, &[1]);
+    cluster
+        .node(4)
+        .wait_for(WAIT, |s| s.status == Status::Follower)
+        .expect("it is let in");
+    let (index, _) = cluster.propose(b"x").wait_timeout(WAIT).unwrap();
+    let status = cluster.wait_applied(4, index);
+    assert!(status.membership.contains(NodeId(4)));
+    assert!(!status.membership.is_voter(NodeId(4)));
+    assert_eq!(status.counters.elections, 0);
+}
+
+#[test]
+fn a_refused_join_reports_the_reason_and_stops_asking() {
+    let mut cluster = Cluster::new(3);
+    cluster.wait_leader();
+    for id in 1..=3 {
+        *cluster.hook(id).refuse_updates.lock() = Some("no room".into());
+    }
+    cluster.join(4, Role::Voter, &[1, 2, 3]);
+    let status = cluster
+        .node(4)
+        .wait_for(WAIT, |s| s.join_refused.is_some())
+        .expect("the refusal reaches the joining node");
+    assert_eq!(status.join_refused.as_deref(), Some("no room"));
+    assert_eq!(status.status, Status::Pending);
+    let leader = cluster.wait_leader_among(&[1, 2, 3]);
+    assert!(!cluster.node(leader).status().membership.contains(NodeId(4)));
+}
+
+#[test]
+fn removing_a_follower_tells_every_node_and_the_removed_one_goes_quiet() {
+    let cluster = Cluster::new(3);
+    let leader = cluster.wait_leader();
+    let removed = if leader == 3 { 2 } else { 3 };
+    cluster.node(leader).remove_node(NodeId(removed)).unwrap();
+    cluster
+        .node(removed)
+        .wait_for(WAIT, |s| s.status == Status::Pending)
+        .expect("the removed node learns of its removal");
+    let (index, _) = cluster.propose(b"after").wait_timeout(WAIT).unwrap();
+    for id in (1..=3).filter(|i| *i != removed) {
+        cluster.wait_applied(id, index);
+        assert_eq!(*cluster.hook(id).removed.lock(), vec![NodeId(removed)]);
+    }
+    // It never stands again, so it cannot disrupt the two that remain.
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(cluster.node(removed).status().counters.elections, 0);
+    assert_eq!(cluster.node(leader).status().status, Status::Leader);
+}
+
+#[test]
+fn a_removed_leader_steps_down_and_the_rest_elect_a_new_one() {
+    let cluster = Cluster::new(3);
+    let leader = cluster.wait_leader();
+    cluster.propose(b"before").wait_timeout(WAIT).unwrap();
+    cluster.node(leader).remove_node(NodeId(leader)).unwrap();
+    cluster
+        .node(leader)
+        .wait_for(WAIT, |s| s.status == Status::Pending)
+        .expect("the removed leader steps down");
+    let others: Vec<u64> = (1..=3).filter(|i| *i != leader).collect();
+    let new = cluster.wait_leader_among(&others);
+    let (index, _) = cluster
+        .node(new)
+        .propose(b"after".to_vec())
+        .unwrap()
+        .wait_timeout(WAIT)
+        .unwrap();
+    cluster.wait_applied(others[0], index);
+    assert_eq!(cluster.node(new).status().membership.voter_ids().count(), 2);
+}
+
+#[test]
+fn a_voter_can_be_demoted_to_observer_and_promoted_back() {
+    let cluster = Cluster::new(3);
+    let leader = cluster.wait_leader();
+    let other = if leader == 3 { 2 } else { 3 };
+    let demote = UpdateNode {
+        id: NodeId(other),
+        address: format!("mem-{other}"),
+        role: Role::Observer,
+    };
+    cluster.node(leader).update_node(demote).unwrap();
+    cluster
+        .node(leader)
+        .wait_for(WAIT, |s| {
+            !s.membership.is_voter(NodeId(other)) && s.membership.contains(NodeId(other))
+        })
+        .expect("demoted");
+    let promote = UpdateNode {
+        id: NodeId(other),
+        address: format!("mem-{other}"),
+        role: Role::Voter,
+    };
+    cluster.node(leader).update_node(promote).unwrap();
+    cluster
+        .node(leader)
+        .wait_for(WAIT, |s| s.membership.is_voter(NodeId(other)))
+        .expect("promoted again once caught up");
+}
+
+#[test]
+fn only_the_leader_takes_membership_changes() {
+    let cluster = Cluster::new(3);
+    let leader = cluster.wait_leader();
+    let other = if leader == 1 { 2 } else { 1 };
+    let err = cluster.node(other).remove_node(NodeId(3)).unwrap_err();
+    assert_eq!(
+        err,
+        UpdateError::NotLeader {
+            leader: Some(NodeId(leader))
+        }
+    );
+}
