@@ -8,9 +8,10 @@
 //! still commit the term, so a wait that runs out reports that the outcome is
 //! *unknown*, never a failure.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use parking_lot::{Condvar, Mutex};
 
 use crate::types::{Epoch, Index, NodeId, Payload};
 
@@ -83,19 +84,76 @@ pub(crate) struct Pending {
     pub(crate) content: Payload,
     /// The epoch in which this node led when it took the proposal.
     pub(crate) epoch: Epoch,
-    pub(crate) done: Sender<Outcome>,
+    pub(crate) done: Completer,
+}
+
+/// Where the outcome of one proposal meets its proposer: one allocation per
+/// proposal, no channel.
+#[derive(Debug)]
+struct Slot {
+    state: Mutex<State>,
+    ready: Condvar,
+}
+
+#[derive(Debug)]
+enum State {
+    Waiting,
+    Done(Outcome),
+    /// The node let go of the proposal without an outcome (it stopped).
+    Abandoned,
+}
+
+/// The node's side of a proposal: reports its outcome once. Dropping it
+/// without reporting tells the proposer that the node stopped.
+#[derive(Debug)]
+pub(crate) struct Completer {
+    slot: Option<Arc<Slot>>,
+}
+
+impl Completer {
+    pub(crate) fn complete(mut self, outcome: Outcome) {
+        if let Some(slot) = self.slot.take() {
+            slot.finish(State::Done(outcome));
+        }
+    }
+}
+
+impl Drop for Completer {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            slot.finish(State::Abandoned);
+        }
+    }
+}
+
+impl Slot {
+    fn finish(&self, state: State) {
+        let mut current = self.state.lock();
+        if matches!(*current, State::Waiting) {
+            *current = state;
+            self.ready.notify_all();
+        }
+    }
 }
 
 /// The proposer's side: waits for the outcome of one proposal.
 #[derive(Debug)]
 pub struct Proposal {
-    rx: Receiver<Outcome>,
+    slot: Arc<Slot>,
 }
 
 impl Proposal {
-    pub(crate) fn new() -> (Self, Sender<Outcome>) {
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        (Proposal { rx }, tx)
+    pub(crate) fn new() -> (Self, Completer) {
+        let slot = Arc::new(Slot {
+            state: Mutex::new(State::Waiting),
+            ready: Condvar::new(),
+        });
+        (
+            Proposal {
+                slot: Arc::clone(&slot),
+            },
+            Completer { slot: Some(slot) },
+        )
     }
 
     /// Waits until the proposal commits or is dropped. Returns the index and
@@ -105,10 +163,11 @@ impl Proposal {
     /// [`WaitError::Dropped`] when it will never commit;
     /// [`WaitError::Stopped`] when the node stopped first.
     pub fn wait(&self) -> Result<(Index, Epoch), WaitError> {
-        match self.rx.recv() {
-            Ok(outcome) => resolve(outcome),
-            Err(_) => Err(WaitError::Stopped),
+        let mut state = self.slot.state.lock();
+        while matches!(*state, State::Waiting) {
+            self.slot.ready.wait(&mut state);
         }
+        resolve(&state)
     }
 
     /// Like [`Proposal::wait`], giving up after `timeout`.
@@ -116,22 +175,30 @@ impl Proposal {
     /// # Errors
     /// As `wait`, and [`WaitError::Unknown`] when the timeout passed first.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<(Index, Epoch), WaitError> {
-        match self.rx.recv_timeout(timeout) {
-            Ok(outcome) => resolve(outcome),
-            Err(RecvTimeoutError::Timeout) => Err(WaitError::Unknown),
-            Err(RecvTimeoutError::Disconnected) => Err(WaitError::Stopped),
+        let deadline = Instant::now() + timeout;
+        let mut state = self.slot.state.lock();
+        while matches!(*state, State::Waiting) {
+            if self.slot.ready.wait_until(&mut state, deadline).timed_out() {
+                break;
+            }
         }
+        resolve(&state)
     }
 
     /// The outcome if it is known now, without waiting.
     pub fn try_outcome(&self) -> Option<Outcome> {
-        self.rx.try_recv().ok()
+        match &*self.slot.state.lock() {
+            State::Done(outcome) => Some(outcome.clone()),
+            State::Waiting | State::Abandoned => None,
+        }
     }
 }
 
-fn resolve(outcome: Outcome) -> Result<(Index, Epoch), WaitError> {
-    match outcome {
-        Outcome::Committed { index, epoch } => Ok((index, epoch)),
-        Outcome::Dropped(reason) => Err(WaitError::Dropped(reason)),
+fn resolve(state: &State) -> Result<(Index, Epoch), WaitError> {
+    match state {
+        State::Done(Outcome::Committed { index, epoch }) => Ok((*index, *epoch)),
+        State::Done(Outcome::Dropped(reason)) => Err(WaitError::Dropped(reason.clone())),
+        State::Waiting => Err(WaitError::Unknown),
+        State::Abandoned => Err(WaitError::Stopped),
     }
 }

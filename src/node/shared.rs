@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::core::{Core, CoreError, Output};
 use crate::hook::{Hook, UpdateNode};
 use crate::message::Message;
-use crate::node::proposal::{DropReason, Outcome, Pending};
+use crate::node::proposal::{Completer, DropReason, Outcome, Pending};
 use crate::node::worker::LeaderWorker;
 use crate::store::LogStore;
 use crate::transport::Transport;
@@ -34,7 +34,7 @@ const APPLY_BATCH: usize = 1024;
 /// A proposal built into a term, waiting for that index to be applied.
 pub(crate) struct Waiter {
     pub(crate) epoch: Epoch,
-    pub(crate) done: Sender<Outcome>,
+    pub(crate) done: Completer,
 }
 
 pub(crate) struct Shared {
@@ -317,7 +317,7 @@ impl Shared {
                 } else {
                     Outcome::Dropped(DropReason::Replaced { index: t.index })
                 };
-                let _ = w.done.send(outcome);
+                w.done.complete(outcome);
             }
         }
     }
@@ -330,9 +330,9 @@ impl Shared {
         }
     }
 
-    pub(crate) fn drop_proposal(&self, done: Sender<Outcome>, reason: DropReason) {
+    pub(crate) fn drop_proposal(&self, done: Completer, reason: DropReason) {
         self.proposals_dropped.fetch_add(1, Ordering::Relaxed);
-        let _ = done.send(Outcome::Dropped(reason));
+        done.complete(Outcome::Dropped(reason));
     }
 
     /// Stops the node after an error it cannot go on from.

@@ -12,7 +12,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Select, Sender, TrySendError};
 
 use crate::core::Work;
-use crate::node::proposal::{DropReason, Outcome, Pending};
+use crate::node::proposal::{DropReason, Outcome, Pending, Proposal};
 use crate::node::shared::{Shared, Waiter};
 use crate::types::{Configuration, Epoch, TermKind};
 
@@ -131,7 +131,7 @@ impl Worker {
         let Some(content) = self.shared.hook.prepare_term() else {
             return;
         };
-        let (done, _) = crossbeam_channel::bounded(1);
+        let (_, done) = Proposal::new();
         let pending = Pending {
             content,
             epoch: self.epoch,
@@ -256,7 +256,7 @@ impl Worker {
         for index in indexes {
             if waiters.get(&index).is_some_and(|w| w.epoch == self.epoch) {
                 let w = waiters.remove(&index).expect("checked above");
-                let _ = w.done.send(Outcome::Dropped(reason.clone()));
+                w.done.complete(Outcome::Dropped(reason.clone()));
             }
         }
     }
