@@ -266,5 +266,9 @@ fn a_failing_disk_stops_the_node_with_the_reason() {
         node.propose(b"more".to_vec()).unwrap_err(),
         ProposeError::Stopped
     );
-    assert_eq!(node.leader_workers(), 0);
+    let ended = node.wait_for(WAIT, |_| node.leader_workers() == 0);
+    assert!(
+        ended.is_some(),
+        "the leader worker of a failed node still runs"
+    );
 }

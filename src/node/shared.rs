@@ -63,7 +63,7 @@ pub(crate) struct Shared {
     pub(crate) leading: AtomicU64,
     worker: Mutex<Option<LeaderWorker>>,
     retired: Mutex<Vec<JoinHandle<()>>>,
-    pub(crate) workers_alive: Arc<AtomicUsize>,
+    pub(crate) workers_alive: AtomicUsize,
 
     /// Bumped after every change a waiter may be interested in.
     version: Mutex<u64>,
@@ -100,7 +100,7 @@ impl Shared {
             leading: AtomicU64::new(0),
             worker: Mutex::new(None),
             retired: Mutex::new(Vec::new()),
-            workers_alive: Arc::new(AtomicUsize::new(0)),
+            workers_alive: AtomicUsize::new(0),
             version: Mutex::new(0),
             changed: Condvar::new(),
             stopped: AtomicBool::new(false),

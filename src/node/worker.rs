@@ -28,12 +28,11 @@ impl LeaderWorker {
     pub(crate) fn spawn(shared: Arc<Shared>, epoch: Epoch) -> Self {
         let (stop, stop_rx) = crossbeam_channel::bounded(0);
         let name = format!("hookraft-leader-{}", shared.id.0);
-        let alive = Arc::clone(&shared.workers_alive);
-        alive.fetch_add(1, Ordering::SeqCst);
+        shared.workers_alive.fetch_add(1, Ordering::SeqCst);
         let handle = thread::Builder::new()
             .name(name)
             .spawn(move || {
-                let _alive = AliveGuard(alive);
+                let _alive = AliveGuard(Arc::clone(&shared));
                 Worker {
                     shared,
                     epoch,
@@ -52,12 +51,14 @@ impl LeaderWorker {
     }
 }
 
-/// Counts running workers, so that tests can see none survives.
-struct AliveGuard(Arc<std::sync::atomic::AtomicUsize>);
+/// Counts running workers, so that tests can see none survives, and wakes
+/// whoever waits for that count to change.
+struct AliveGuard(Arc<Shared>);
 
 impl Drop for AliveGuard {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.0.workers_alive.fetch_sub(1, Ordering::SeqCst);
+        self.0.notify();
     }
 }
 
