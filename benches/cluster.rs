@@ -17,29 +17,62 @@
 //! such as `nodes=5`.
 
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use hookraft::{Config, Configuration, MemNetwork, MemStore, NoHook, Node, NodeId, Status};
+use hookraft::{
+    Config, Configuration, FileStore, FileStoreOptions, MemNetwork, MemStore, NoHook, Node, NodeId,
+    Status,
+};
 
 const WAIT: Duration = Duration::from_secs(30);
+
+/// Where the nodes keep their logs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Store {
+    Mem,
+    /// `FileStore` syncing every write, in a temporary directory.
+    File,
+}
+
+impl Store {
+    fn name(self) -> &'static str {
+        match self {
+            Store::Mem => "mem",
+            Store::File => "file",
+        }
+    }
+}
 
 struct Cluster {
     net: MemNetwork,
     nodes: Vec<Node>,
+    dirs: Vec<PathBuf>,
 }
 
 impl Cluster {
-    fn start(n: u64, tweak: impl Fn(&mut Config)) -> Self {
+    fn start(n: u64, store: Store, tweak: impl Fn(&mut Config)) -> Self {
         let initial = Configuration::voters((1..=n).map(|i| (i, format!("mem-{i}"))));
         let net = MemNetwork::with_seed(n);
-        let nodes = (1..=n)
-            .map(|id| {
-                let mut cfg = Config::new(id, initial.clone());
-                tweak(&mut cfg);
-                Node::start(cfg, net.transport(), MemStore::new(), NoHook).unwrap()
-            })
-            .collect();
-        Cluster { net, nodes }
+        let mut dirs = Vec::new();
+        let mut nodes = Vec::new();
+        for id in 1..=n {
+            let mut cfg = Config::new(id, initial.clone());
+            tweak(&mut cfg);
+            let node = match store {
+                Store::Mem => Node::start(cfg, net.transport(), MemStore::new(), NoHook),
+                Store::File => {
+                    let dir = std::env::temp_dir()
+                        .join(format!("hookraft-bench-{}-{id}", std::process::id()));
+                    let _ = std::fs::remove_dir_all(&dir);
+                    let fs = FileStore::open(&dir, FileStoreOptions::default()).unwrap();
+                    dirs.push(dir);
+                    Node::start(cfg, net.transport(), fs, NoHook)
+                }
+            };
+            nodes.push(node.unwrap());
+        }
+        Cluster { net, nodes, dirs }
     }
 
     /// The index in `nodes` of the leader that every node in `among` follows.
@@ -61,6 +94,17 @@ impl Cluster {
             }
             assert!(Instant::now() < deadline, "no leader");
             self.nodes[among[0]].wait_for(Duration::from_millis(1), |_| false);
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for n in self.nodes.drain(..) {
+            n.shutdown();
+        }
+        for d in &self.dirs {
+            let _ = std::fs::remove_dir_all(d);
         }
     }
 }
@@ -94,8 +138,8 @@ fn percentile(sorted: &[Duration], q: f64) -> f64 {
     sorted[i].as_secs_f64() * 1e6
 }
 
-fn throughput(nodes: u64, clients: usize, payload: usize) {
-    let cluster = Cluster::start(nodes, |_| {});
+fn throughput(nodes: u64, clients: usize, payload: usize, store: Store) {
+    let cluster = Cluster::start(nodes, store, |_| {});
     let all: Vec<usize> = (0..nodes as usize).collect();
     let leader = &cluster.nodes[cluster.leader(&all)];
     closed_loop(leader, clients, payload, Duration::from_millis(300)); // warm-up
@@ -105,8 +149,9 @@ fn throughput(nodes: u64, clients: usize, payload: usize) {
     let elapsed = start.elapsed();
     lat.sort_unstable();
     println!(
-        "bench=throughput transport=mem store=mem nodes={nodes} clients={clients} \
+        "bench=throughput transport=mem store={} nodes={nodes} clients={clients} \
          payload={payload} ops_per_s={:.0} p50_us={:.1} p99_us={:.1} p999_us={:.1}",
+        store.name(),
         lat.len() as f64 / elapsed.as_secs_f64(),
         percentile(&lat, 0.50),
         percentile(&lat, 0.99),
@@ -117,7 +162,7 @@ fn throughput(nodes: u64, clients: usize, payload: usize) {
 /// Isolates the leader and times until a new leader has committed a
 /// proposal, `rounds` times.
 fn election(rounds: usize) {
-    let cluster = Cluster::start(3, |c| {
+    let cluster = Cluster::start(3, Store::Mem, |c| {
         c.election_timeout_min = Duration::from_millis(150);
         c.election_timeout_max = Duration::from_millis(300);
         c.heartbeat_interval = Duration::from_millis(50);
@@ -167,19 +212,25 @@ fn main() {
         .filter(|a| !a.starts_with("--"))
         .collect();
     let wanted = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
-    let cases: Vec<(u64, usize, usize)> = vec![
-        (3, 1, 64),
-        (3, 16, 64),
-        (3, 256, 64),
-        (5, 256, 64),
-        (7, 256, 64),
-        (3, 256, 4096),
-        (3, 16, 65536),
+    let cases: Vec<(u64, usize, usize, Store)> = vec![
+        (3, 1, 64, Store::Mem),
+        (3, 16, 64, Store::Mem),
+        (3, 256, 64, Store::Mem),
+        (5, 256, 64, Store::Mem),
+        (7, 256, 64, Store::Mem),
+        (3, 256, 4096, Store::Mem),
+        (3, 16, 65536, Store::Mem),
+        (3, 1, 64, Store::File),
+        (3, 16, 64, Store::File),
+        (3, 256, 64, Store::File),
     ];
-    for (nodes, clients, payload) in cases {
-        let name = format!("throughput nodes={nodes} clients={clients} payload={payload}");
+    for (nodes, clients, payload, store) in cases {
+        let name = format!(
+            "throughput store={} nodes={nodes} clients={clients} payload={payload}",
+            store.name()
+        );
         if wanted(&name) {
-            throughput(nodes, clients, payload);
+            throughput(nodes, clients, payload, store);
         }
     }
     if wanted("election") {

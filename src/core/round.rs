@@ -126,6 +126,10 @@ impl<S: LogStore> Core<S> {
         }
         self.counters.rounds += 1;
         let mut out = Vec::new();
+        // FIXME: the leader makes its own terms durable before it sends them,
+        // so a round costs the leader's sync plus a follower's, one after the
+        // other. Raft allows both at once (§10.2.1 of the dissertation);
+        // doing so needs the store's write split from its sync.
         let heartbeat = draft.terms.is_empty();
         self.append_to_store(&draft.terms, &mut out)?;
 
