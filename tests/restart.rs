@@ -272,3 +272,58 @@ fn a_failing_disk_stops_the_node_with_the_reason() {
         "the leader worker of a failed node still runs"
     );
 }
+
+/// Holds every round that carries terms inside `send_term` until opened.
+#[derive(Default)]
+struct Gate {
+    closed: Mutex<bool>,
+    held: AtomicBool,
+    opened: parking_lot::Condvar,
+}
+
+impl hookraft::Hook for Gate {
+    fn send_term(&self, terms: &[Term]) -> bool {
+        let mut closed = self.closed.lock();
+        while *closed && !terms.is_empty() {
+            self.held.store(true, Ordering::SeqCst);
+            self.opened.wait(&mut closed);
+        }
+        true
+    }
+}
+
+#[test]
+fn a_proposer_blocked_on_a_full_pool_is_released_when_the_node_stops() {
+    let initial = Configuration::voters([(1, "solo")]);
+    let fail = Arc::new(AtomicBool::new(false));
+    let store = FailingStore {
+        inner: MemStore::new(),
+        fail: fail.clone(),
+    };
+    let mut cfg = common::config(1, &initial);
+    cfg.term_pool_capacity = 1;
+    let gate = Arc::new(Gate::default());
+    let net = MemNetwork::new();
+    let node = Node::start(cfg, net.transport(), store, gate.clone()).unwrap();
+    node.wait_for(WAIT, |s| s.status == Status::Leader).unwrap();
+
+    *gate.closed.lock() = true;
+    let held = node.propose(b"held".to_vec()).unwrap();
+    wait_until(|| gate.held.load(Ordering::SeqCst));
+    node.try_propose(b"fill".to_vec()).unwrap();
+
+    std::thread::scope(|scope| {
+        let blocked = scope.spawn(|| node.propose(b"blocked".to_vec()));
+        // The disk fails under the held round: the node stops.
+        fail.store(true, Ordering::SeqCst);
+        *gate.closed.lock() = false;
+        gate.opened.notify_all();
+        match blocked.join().unwrap() {
+            Err(ProposeError::Stopped) => {}
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(p) => assert!(p.wait_timeout(WAIT).is_err(), "committed on a failed node"),
+        }
+    });
+    assert!(held.wait_timeout(WAIT).is_err());
+    assert!(node.status().failure.is_some());
+}

@@ -209,8 +209,17 @@ impl Node {
     /// [`ProposeError::NotLeader`] with the leader to retry on, or
     /// [`ProposeError::Stopped`].
     pub fn propose(&self, content: impl Into<Payload>) -> Result<Proposal, ProposeError> {
-        self.submit(content.into(), |tx, p| {
-            tx.send(p).map_err(|_| ProposeError::Stopped)
+        let shared = &self.shared;
+        self.submit(content.into(), |tx, mut p| loop {
+            // Wait in slices, so that a node that stops while the pool is
+            // full does not keep the caller forever.
+            match tx.send_timeout(p, shared.config.heartbeat_interval) {
+                Ok(()) => return Ok(()),
+                Err(SendTimeoutError::Timeout(back)) if !shared.stopped.load(Ordering::SeqCst) => {
+                    p = back
+                }
+                Err(_) => return Err(ProposeError::Stopped),
+            }
         })
     }
 
@@ -317,6 +326,11 @@ impl Node {
                 done,
             },
         )?;
+        if self.shared.stopped.load(Ordering::SeqCst) {
+            // The node stopped while the proposal went in: nobody else will
+            // empty the pool.
+            self.shared.drain_term_pool();
+        }
         Ok(proposal)
     }
 
