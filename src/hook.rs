@@ -80,7 +80,10 @@ pub trait Hook: Send + Sync + 'static {
     }
 
     /// Node thread, on the leader, for each request to join or update a
-    /// member. `Err(reason)` refuses it with that reason.
+    /// member, and on any thread calling [`crate::Node::update_node`].
+    /// `Err(reason)` refuses it with that reason. A joining node repeats its
+    /// request until the configuration names it (and, for a voter, until it
+    /// is promoted), so the same request may be asked more than once.
     ///
     /// # Errors
     /// The reason to refuse, sent back to the requester.

@@ -7,12 +7,14 @@ use crate::store::LogStore;
 use crate::types::{Epoch, NodeId};
 
 /// What the checks remember from one input to the next.
+#[cfg(debug_assertions)]
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Watch {
     epoch: Epoch,
     vote: Option<NodeId>,
 }
 
+#[cfg(debug_assertions)]
 impl Watch {
     pub(super) fn new(epoch: Epoch, vote: Option<NodeId>) -> Self {
         Watch { epoch, vote }
