@@ -4,6 +4,7 @@
 
 use crate::core::Core;
 use crate::store::LogStore;
+#[cfg(debug_assertions)]
 use crate::types::{Epoch, NodeId};
 
 /// What the checks remember from one input to the next.
