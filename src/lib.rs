@@ -10,6 +10,7 @@ pub mod node;
 pub mod store;
 pub mod transport;
 pub mod types;
+pub mod wire;
 
 pub use config::{Config, ConfigError};
 pub use core::{Core, CoreError, Output};
