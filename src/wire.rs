@@ -18,12 +18,15 @@
 //! encoded with bincode's standard configuration through serde.
 //!
 //! # Limits
-//! A [`Decoder`] has a maximum payload length, checked on the header before
-//! anything is allocated for the payload. Decoding a payload of `n` bytes
-//! lets bincode reserve at most the next power of two above `n` for byte and
-//! string fields before it has read them; serde may also reserve room for up
-//! to 1 MiB of a sequence ahead of reading it. Nothing decoded can panic:
-//! every malformed input is a [`WireError`].
+//! A [`Decoder`] has a maximum payload length (at most [`MAX_FRAME_LIMIT`],
+//! 64 MiB), checked on the header before anything is allocated for the
+//! payload. Term content is taken from the payload as it is decoded, never
+//! reserved ahead. The only fields reserved before they are read are the
+//! strings of a configuration term, and a claimed length counts against a
+//! bincode limit of 16 times the payload's size rounded up to a power of
+//! two; serde may also reserve room for up to 1 MiB of a sequence ahead of
+//! reading it. Nothing decoded can panic: every malformed input is a
+//! [`WireError`].
 //!
 //! # Fuzzing
 //! `cargo +nightly fuzz run decode` in `fuzz/` feeds arbitrary bytes to the
@@ -50,7 +53,7 @@ pub const VERSION: u16 = 1;
 pub const HEADER_LEN: usize = 16;
 
 /// The largest payload any decoder accepts, whatever it is configured with.
-pub const MAX_FRAME_LIMIT: usize = 1 << 30;
+pub const MAX_FRAME_LIMIT: usize = 1 << 26;
 
 /// The default largest payload: 16 MiB.
 pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
@@ -487,39 +490,36 @@ fn decode_batch(mut payload: &[u8]) -> Result<Vec<Message>, WireError> {
     Ok(msgs)
 }
 
-/// Decodes one value from the start of `bytes`, letting bincode reserve
-/// no more than the next power of two above `bytes.len()` for the byte and
-/// string fields it has not read yet.
+/// Decodes one value from the start of `bytes` under a bincode limit
+/// proportional to `bytes.len()`.
+///
+/// bincode counts against its limit the in-memory size of every value it
+/// reads (8 bytes for a `u64` sent as one byte) and the length of every byte
+/// or string field before reserving room for it. A valid payload of `n`
+/// bytes counts at most `9 * n`; the limit is 16 times the next power of two
+/// above `n`, so no claimed length can make bincode reserve more than that.
 fn decode_limited<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), WireError> {
     fn with<T: DeserializeOwned, const N: usize>(b: &[u8]) -> Result<(T, usize), DecodeError> {
         bincode::serde::decode_from_slice(b, config::standard().with_limit::<N>())
     }
 
-    let result = match bytes.len().next_power_of_two().trailing_zeros() {
-        0..=10 => with::<T, { 1 << 10 }>(bytes),
-        11 => with::<T, { 1 << 11 }>(bytes),
-        12 => with::<T, { 1 << 12 }>(bytes),
-        13 => with::<T, { 1 << 13 }>(bytes),
-        14 => with::<T, { 1 << 14 }>(bytes),
-        15 => with::<T, { 1 << 15 }>(bytes),
-        16 => with::<T, { 1 << 16 }>(bytes),
-        17 => with::<T, { 1 << 17 }>(bytes),
-        18 => with::<T, { 1 << 18 }>(bytes),
-        19 => with::<T, { 1 << 19 }>(bytes),
-        20 => with::<T, { 1 << 20 }>(bytes),
-        21 => with::<T, { 1 << 21 }>(bytes),
-        22 => with::<T, { 1 << 22 }>(bytes),
-        23 => with::<T, { 1 << 23 }>(bytes),
-        24 => with::<T, { 1 << 24 }>(bytes),
-        25 => with::<T, { 1 << 25 }>(bytes),
-        26 => with::<T, { 1 << 26 }>(bytes),
-        27 => with::<T, { 1 << 27 }>(bytes),
-        28 => with::<T, { 1 << 28 }>(bytes),
-        29 => with::<T, { 1 << 29 }>(bytes),
-        _ => with::<T, MAX_FRAME_LIMIT>(bytes),
-    };
+    macro_rules! by_size {
+        ($($shift:literal)*) => {
+            match bytes.len().next_power_of_two().trailing_zeros() {
+                0..=10 => with::<T, { LIMIT_FACTOR << 10 }>(bytes),
+                $($shift => with::<T, { LIMIT_FACTOR << $shift }>(bytes),)*
+                _ => with::<T, { LIMIT_FACTOR * MAX_FRAME_LIMIT }>(bytes),
+            }
+        };
+    }
+
+    let result = by_size!(11 12 13 14 15 16 17 18 19 20 21 22 23 24 25);
     result.map_err(WireError::Malformed)
 }
+
+/// The bincode limit for a payload, per byte of its size rounded up to a
+/// power of two.
+const LIMIT_FACTOR: usize = 16;
 
 #[cfg(test)]
 mod tests {
