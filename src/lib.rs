@@ -22,7 +22,8 @@ pub use node::{
 };
 pub use store::{LogStore, MemStore, StoreError};
 pub use transport::{
-    DeliverError, Inbox, MemFaults, MemNetwork, MemStats, MemTransport, Transport,
+    DeliverError, Inbox, MemFaults, MemNetwork, MemStats, MemTransport, TcpError, TcpOptions,
+    TcpStats, TcpTransport, Transport,
 };
 pub use types::{
     Configuration, Epoch, HardState, Index, Member, NodeId, Payload, Role, Status, Term, TermKind,

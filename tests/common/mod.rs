@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use hookraft::{
     Config, Configuration, Hook, MemNetwork, MemStore, Node, NodeId, NodeStatus, Payload, Proposal,
-    ProposeError, Status, Term,
+    ProposeError, Status, Term, Transport,
 };
 use parking_lot::Mutex;
 
@@ -119,6 +119,25 @@ impl Cluster {
             tweak(&mut cfg);
             let node =
                 Node::start(cfg, cluster.net.transport(), MemStore::new(), hook.clone()).unwrap();
+            cluster.nodes.push(Some(node));
+            cluster.hooks.push(hook);
+        }
+        cluster
+    }
+
+    /// A cluster of `initial`'s voters, numbered from 1, each node on its own
+    /// transport (`net` is then an idle network nobody uses).
+    pub fn over<T: Transport>(initial: Configuration, transports: Vec<T>) -> Self {
+        let mut cluster = Cluster {
+            net: MemNetwork::new(),
+            initial,
+            nodes: Vec::new(),
+            hooks: Vec::new(),
+        };
+        for (i, transport) in transports.into_iter().enumerate() {
+            let hook = Arc::new(Recorder::default());
+            let cfg = config(i as u64 + 1, &cluster.initial);
+            let node = Node::start(cfg, transport, MemStore::new(), hook.clone()).unwrap();
             cluster.nodes.push(Some(node));
             cluster.hooks.push(hook);
         }
