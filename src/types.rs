@@ -119,7 +119,11 @@ impl<'de> Deserialize<'de> for Payload {
             }
         }
 
-        d.deserialize_byte_buf(BytesVisitor)
+        // Asking for borrowed bytes lets a format that holds the input in
+        // memory hand the slice over: the content is copied once, into the
+        // `Payload`, and nothing is reserved before its length is checked
+        // against the input.
+        d.deserialize_bytes(BytesVisitor)
     }
 }
 

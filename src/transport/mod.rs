@@ -1,11 +1,13 @@
 //! How messages reach other nodes. A [`Transport`] sends one-way messages;
 //! incoming messages reach the node through the [`Inbox`] it hands to the
 //! transport when it starts. [`MemNetwork`] is an in-memory network for
-//! tests and examples.
+//! tests and examples; [`TcpTransport`] carries messages over TCP.
 
 mod mem;
+mod tcp;
 
 pub use mem::{MemFaults, MemNetwork, MemStats, MemTransport};
+pub use tcp::{TcpError, TcpOptions, TcpStats, TcpTransport};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use hookraft::{
     Config, Configuration, Hook, MemNetwork, MemStore, Node, NodeId, NodeStatus, Payload, Proposal,
-    ProposeError, Role, Status, Term, UpdateNode,
+    ProposeError, Role, Status, Term, Transport, UpdateNode,
 };
 use parking_lot::Mutex;
 
@@ -156,6 +156,25 @@ impl Cluster {
         );
         self.nodes.push(Some(node));
         self.hooks.push(hook);
+    }
+
+    /// A cluster of `initial`'s voters, numbered from 1, each node on its own
+    /// transport (`net` is then an idle network nobody uses).
+    pub fn over<T: Transport>(initial: Configuration, transports: Vec<T>) -> Self {
+        let mut cluster = Cluster {
+            net: MemNetwork::new(),
+            initial,
+            nodes: Vec::new(),
+            hooks: Vec::new(),
+        };
+        for (i, transport) in transports.into_iter().enumerate() {
+            let hook = Arc::new(Recorder::default());
+            let cfg = config(i as u64 + 1, &cluster.initial);
+            let node = Node::start(cfg, transport, MemStore::new(), hook.clone()).unwrap();
+            cluster.nodes.push(Some(node));
+            cluster.hooks.push(hook);
+        }
+        cluster
     }
 
     pub fn node(&self, id: u64) -> &Node {
