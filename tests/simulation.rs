@@ -11,7 +11,7 @@ use hookraft::sim::{SimConfig, Simulation};
 use hookraft::{Epoch, Hook, Index, NodeId, Payload, Status, Term};
 
 /// Faulty steps per seed in the runs below.
-const STEPS: u64 = 4000;
+const STEPS: u64 = 5000;
 
 /// Runs `seeds` and fails with the first violation, which names its seed
 /// and the command that replays it.
@@ -29,23 +29,23 @@ fn run_seeds(seeds: std::ops::Range<u64>) {
 }
 
 #[test]
-fn seeds_0_to_199() {
-    run_seeds(0..200);
+fn seeds_0_to_299() {
+    run_seeds(0..300);
 }
 
 #[test]
-fn seeds_200_to_399() {
-    run_seeds(200..400);
+fn seeds_300_to_599() {
+    run_seeds(300..600);
 }
 
 #[test]
-fn seeds_400_to_599() {
-    run_seeds(400..600);
+fn seeds_600_to_899() {
+    run_seeds(600..900);
 }
 
 #[test]
-fn seeds_600_to_799() {
-    run_seeds(600..800);
+fn seeds_900_to_1199() {
+    run_seeds(900..1200);
 }
 
 #[test]
