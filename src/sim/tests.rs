@@ -1,6 +1,12 @@
 //! Unit tests of the simulator's parts, and mutation tests: each breaks one
 //! rule (in the core, or in the store's durability) and shows that some seed
 //! among the first few hundred reports a violation.
+//!
+//! The double-vote mutant skips the core's debug check that the vote never
+//! changes within an epoch, so that the simulator's election-safety check is
+//! what catches it; a panic of any other debug check would be caught too
+//! and reported as [`Check::Panic`]. The replay command a violation prints
+//! runs the seed without the mutation: rerun the mutation test instead.
 
 use std::time::Duration;
 
