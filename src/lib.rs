@@ -6,6 +6,8 @@ pub mod core;
 pub mod hook;
 pub mod message;
 pub mod node;
+#[cfg(any(test, feature = "sim"))]
+pub mod sim;
 pub mod store;
 pub mod transport;
 pub mod types;

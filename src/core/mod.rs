@@ -114,6 +114,20 @@ pub enum CoreError {
     },
 }
 
+/// A rule of the algorithm broken on purpose, so that tests can show the
+/// simulator catches the bug. Only the crate's own tests can set one; without
+/// it the core is unchanged.
+#[cfg(test)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mutation {
+    /// Grant a vote to any candidate, even after voting in the epoch.
+    DoubleVote,
+    /// Commit a term of an earlier epoch by counting replicas.
+    CommitEarlierEpoch,
+    /// Grant a vote without checking that the candidate's log is up to date.
+    SkipUpToDate,
+}
+
 /// The settings the core reads from [`Config`].
 #[derive(Clone, Debug)]
 struct Settings {
@@ -180,6 +194,9 @@ pub struct Core<S: LogStore> {
     counters: Counters,
     #[cfg(debug_assertions)]
     watch: invariants::Watch,
+    /// The rule broken on purpose, if any (tests only).
+    #[cfg(test)]
+    pub(crate) mutation: Option<Mutation>,
 }
 
 impl<S: LogStore> Core<S> {
@@ -239,6 +256,8 @@ impl<S: LogStore> Core<S> {
             counters: Counters::default(),
             #[cfg(debug_assertions)]
             watch: invariants::Watch::new(hard.epoch, hard.vote),
+            #[cfg(test)]
+            mutation: None,
         };
         core.status = core.follower_status();
         core.reset_election_deadline(now);
@@ -325,6 +344,13 @@ impl<S: LogStore> Core<S> {
     /// The store, for reading.
     pub fn store(&self) -> &S {
         &self.store
+    }
+
+    /// The store, for the simulator to sync it; nothing may change the log
+    /// behind the core's back.
+    #[cfg(any(test, feature = "sim"))]
+    pub(crate) fn store_mut(&mut self) -> &mut S {
+        &mut self.store
     }
 
     /// Gives the store back, ending the core (a crash or a shutdown).
