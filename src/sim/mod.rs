@@ -221,7 +221,7 @@ impl Simulation {
     pub fn run(&mut self) -> Result<Report, Violation> {
         for _ in 0..self.cfg.steps {
             self.guarded_step()?;
-            if self.step % FULL_CHECK_EVERY == 0 {
+            if self.step.is_multiple_of(FULL_CHECK_EVERY) {
                 self.full_check().map_err(|f| self.violation(f))?;
             }
         }
