@@ -39,7 +39,7 @@ fn main() -> ExitCode {
             }
         }
         let done = k as u64 + 1;
-        if done % every == 0 || done == seeds {
+        if done.is_multiple_of(every) || done == seeds {
             let secs = started.elapsed().as_secs_f64();
             println!(
                 "{done}/{seeds} seeds, {total_steps} steps, {acked} proposals acknowledged, \
