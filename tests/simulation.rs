@@ -108,7 +108,7 @@ impl Counting {
 impl Hook for Counting {
     fn prepare_term(&self) -> Option<Payload> {
         let n = self.count(0);
-        (n % 3 == 0).then(|| Payload::from(format!("prepared {n}").as_str()))
+        n.is_multiple_of(3).then(|| Payload::from(format!("prepared {n}").as_str()))
     }
     fn send_term(&self, _: &[Term]) -> bool {
         self.count(1);
