@@ -82,14 +82,8 @@ impl Cluster {
             let st: Vec<_> = among.iter().map(|i| self.nodes[*i].status()).collect();
             let leaders: Vec<_> = st.iter().filter(|s| s.status == Status::Leader).collect();
             if let [l] = leaders.as_slice() {
-                if st
-                    .iter()
-                    .all(|s| s.leader == Some(l.id) && s.epoch == l.epoch)
-                {
-                    return among
-                        .iter()
-                        .position(|i| self.nodes[*i].id() == l.id)
-                        .unwrap();
+                if st.iter().all(|s| s.leader == Some(l.id) && s.epoch == l.epoch) {
+                    return among.iter().position(|i| self.nodes[*i].id() == l.id).unwrap();
                 }
             }
             assert!(Instant::now() < deadline, "no leader");
@@ -118,9 +112,7 @@ fn closed_loop(leader: &Node, clients: usize, payload: usize, duration: Duration
     let end = Instant::now() + duration;
     while Instant::now() < end {
         while outstanding.len() < clients {
-            let p = leader
-                .propose(content.clone())
-                .expect("the leader takes proposals");
+            let p = leader.propose(content.clone()).expect("the leader takes proposals");
             outstanding.push_back((Instant::now(), p));
         }
         let (start, p) = outstanding.pop_front().unwrap();
@@ -171,11 +163,7 @@ fn election(rounds: usize) {
     let mut times = Vec::new();
     for _ in 0..rounds {
         let old = cluster.leader(&all);
-        cluster.nodes[old]
-            .propose(b"warm".to_vec())
-            .unwrap()
-            .wait_timeout(WAIT)
-            .unwrap();
+        cluster.nodes[old].propose(b"warm".to_vec()).unwrap().wait_timeout(WAIT).unwrap();
         let others: Vec<usize> = all.iter().copied().filter(|i| *i != old).collect();
         let start = Instant::now();
         cluster.net.isolate(NodeId(old as u64 + 1));
@@ -207,10 +195,7 @@ fn election(rounds: usize) {
 }
 
 fn main() {
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
+    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let wanted = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
     let cases: Vec<(u64, usize, usize, Store)> = vec![
         (3, 1, 64, Store::Mem),

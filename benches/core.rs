@@ -15,10 +15,7 @@ use hookraft::{
 const BATCH: u64 = 64;
 
 fn config(id: u64) -> Config {
-    Config::new(
-        id,
-        Configuration::voters((1..=3).map(|i| (i, format!("n{i}")))),
-    )
+    Config::new(id, Configuration::voters((1..=3).map(|i| (i, format!("n{i}")))))
 }
 
 /// A leader of three whose followers acknowledged everything so far.
@@ -45,21 +42,15 @@ fn acknowledge(c: &mut Core<MemStore>, now: Duration) -> Vec<Output> {
     let mut out = Vec::new();
     for v in [2, 3] {
         let reply = AppendReply::Stored { match_index: last };
-        let m = Message {
-            from: NodeId(v),
-            to: NodeId(1),
-            epoch: 1,
-            body: Body::AppendReply(reply),
-        };
+        let m =
+            Message { from: NodeId(v), to: NodeId(1), epoch: 1, body: Body::AppendReply(reply) };
         out.extend(c.step(m, now).unwrap());
     }
     out
 }
 
 fn contents() -> Vec<TermKind> {
-    (0..BATCH)
-        .map(|_| TermKind::Content(vec![7u8; 64].into()))
-        .collect()
+    (0..BATCH).map(|_| TermKind::Content(vec![7u8; 64].into())).collect()
 }
 
 fn build_round(c: &mut Criterion) {
@@ -116,24 +107,10 @@ fn next_append(core: &Core<MemStore>) -> Message {
     let prev = core.last_index();
     let prev_epoch = if prev <= 1 { 0 } else { 1 };
     let terms = (1..=BATCH)
-        .map(|k| Term {
-            index: prev + k,
-            epoch: 1,
-            kind: TermKind::Content(vec![7u8; 64].into()),
-        })
+        .map(|k| Term { index: prev + k, epoch: 1, kind: TermKind::Content(vec![7u8; 64].into()) })
         .collect();
-    let body = Body::AppendTerms {
-        prev_index: prev,
-        prev_epoch,
-        commit: prev,
-        terms,
-    };
-    Message {
-        from: NodeId(1),
-        to: NodeId(2),
-        epoch: 1,
-        body,
-    }
+    let body = Body::AppendTerms { prev_index: prev, prev_epoch, commit: prev, terms };
+    Message { from: NodeId(1), to: NodeId(2), epoch: 1, body }
 }
 
 criterion_group!(benches, build_round, follower_append);

@@ -65,15 +65,10 @@ fn report(sync: SyncPolicy, payload: usize, proposers: usize, o: &Outcome) {
 }
 
 fn run_case(sync: SyncPolicy, payload: usize, proposers: usize, time: Duration) -> Outcome {
-    let dir = std::env::temp_dir().join(format!(
-        "hookraft-bench-{}-{payload}-{proposers}",
-        std::process::id()
-    ));
+    let dir = std::env::temp_dir()
+        .join(format!("hookraft-bench-{}-{payload}-{proposers}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let options = FileStoreOptions {
-        sync,
-        ..FileStoreOptions::default()
-    };
+    let options = FileStoreOptions { sync, ..FileStoreOptions::default() };
     let store = FileStore::open(&dir, options).expect("open the bench store");
     let content = Payload::from(vec![0x5a; payload]);
 
@@ -87,11 +82,7 @@ fn run_case(sync: SyncPolicy, payload: usize, proposers: usize, time: Duration) 
 }
 
 fn term(index: u64, payload: Payload) -> Term {
-    Term {
-        index,
-        epoch: 1,
-        kind: TermKind::Content(payload),
-    }
+    Term { index, epoch: 1, kind: TermKind::Content(payload) }
 }
 
 /// One term per `append` call, back to back.
@@ -99,16 +90,10 @@ fn one_proposer(mut store: FileStore, payload: Payload, time: Duration) -> Outco
     let start = Instant::now();
     let mut terms = 0;
     while start.elapsed() < time {
-        store
-            .append(&[term(store.last_index() + 1, payload.clone())])
-            .expect("append");
+        store.append(&[term(store.last_index() + 1, payload.clone())]).expect("append");
         terms += 1;
     }
-    Outcome {
-        terms,
-        calls: terms,
-        elapsed: start.elapsed(),
-    }
+    Outcome { terms, calls: terms, elapsed: start.elapsed() }
 }
 
 /// `proposers` threads waiting on one writer that batches what is waiting.
@@ -135,21 +120,14 @@ fn many_proposers(store: FileStore, payload: Payload, proposers: usize, time: Du
         handle.join().expect("proposer");
     }
     let (terms, calls) = writer.join().expect("writer");
-    Outcome {
-        terms,
-        calls,
-        elapsed: start.elapsed(),
-    }
+    Outcome { terms, calls, elapsed: start.elapsed() }
 }
 
 /// Proposes one term at a time and waits for it to be durable.
 fn propose_until(tx: &Sender<Proposal>, stop: &AtomicBool, payload: Payload) {
     let (done, acked) = bounded(1);
     while !stop.load(Ordering::Relaxed) {
-        let proposal = Proposal {
-            payload: payload.clone(),
-            done: done.clone(),
-        };
+        let proposal = Proposal { payload: payload.clone(), done: done.clone() };
         tx.send(proposal).expect("writer alive");
         acked.recv().expect("acknowledged");
     }

@@ -41,10 +41,7 @@ fn main() {
     println!("started three nodes; none leads yet, so they hold an election");
 
     let leader = wait_for_leader(&nodes, &[1, 2, 3]);
-    println!(
-        "node {leader} won the election in epoch {}",
-        nodes[leader - 1].status().epoch
-    );
+    println!("node {leader} won the election in epoch {}", nodes[leader - 1].status().epoch);
 
     propose_stream(&nodes[leader - 1], "first", 100);
     println!("node {leader} replicated 100 proposals; each one committed on a majority");
@@ -69,8 +66,7 @@ fn main() {
     net.heal();
     let last = nodes[new_leader - 1].status().commit_index;
     for n in &nodes {
-        n.wait_for(WAIT, |s| s.applied_index >= last)
-            .expect("every node catches up");
+        n.wait_for(WAIT, |s| s.applied_index >= last).expect("every node catches up");
     }
     println!("node {leader} caught up and now follows node {new_leader}");
 
@@ -92,15 +88,9 @@ fn wait_for_leader(nodes: &[Node], among: &[usize]) -> usize {
     let deadline = std::time::Instant::now() + WAIT;
     while std::time::Instant::now() < deadline {
         let statuses: Vec<_> = among.iter().map(|i| nodes[i - 1].status()).collect();
-        let leaders: Vec<_> = statuses
-            .iter()
-            .filter(|s| s.status == Status::Leader)
-            .collect();
+        let leaders: Vec<_> = statuses.iter().filter(|s| s.status == Status::Leader).collect();
         if let [l] = leaders.as_slice() {
-            if statuses
-                .iter()
-                .all(|s| s.leader == Some(l.id) && s.epoch == l.epoch)
-            {
+            if statuses.iter().all(|s| s.leader == Some(l.id) && s.epoch == l.epoch) {
                 return l.id.0 as usize;
             }
         }
@@ -113,12 +103,8 @@ fn wait_for_leader(nodes: &[Node], among: &[usize]) -> usize {
 fn propose_stream(leader: &Node, label: &str, count: usize) {
     let mut last = None;
     for i in 0..count {
-        let proposal = leader
-            .propose(format!("{label}-{i}").as_str())
-            .expect("leader takes it");
+        let proposal = leader.propose(format!("{label}-{i}").as_str()).expect("leader takes it");
         last = Some(proposal);
     }
-    last.expect("at least one")
-        .wait_timeout(WAIT)
-        .expect("the stream commits");
+    last.expect("at least one").wait_timeout(WAIT).expect("the stream commits");
 }

@@ -68,9 +68,7 @@ fn parse_addr(s: &str) -> Result<SocketAddr, String> {
 }
 
 fn parse_peer(s: &str) -> Result<(u64, SocketAddr), String> {
-    let (id, addr) = s
-        .split_once('=')
-        .ok_or(format!("--peer {s}: expected ID=ADDR"))?;
+    let (id, addr) = s.split_once('=').ok_or(format!("--peer {s}: expected ID=ADDR"))?;
     let id = id.parse().map_err(|e| format!("--peer {s}: {e}"))?;
     Ok((id, parse_addr(addr)?))
 }

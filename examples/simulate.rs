@@ -15,9 +15,7 @@ use hookraft::sim::{SimConfig, Simulation};
 
 fn arg(k: usize, default: u64) -> u64 {
     match std::env::args().nth(k) {
-        Some(a) => a
-            .parse()
-            .unwrap_or_else(|_| panic!("argument {k} ({a}) is not a number")),
+        Some(a) => a.parse().unwrap_or_else(|_| panic!("argument {k} ({a}) is not a number")),
         None => default,
     }
 }

@@ -163,10 +163,7 @@ impl Config {
                 );
             }
             if self.join.iter().any(|(id, _)| *id == self.id) {
-                return bad(format!(
-                    "node {} lists itself among the nodes to join",
-                    self.id
-                ));
+                return bad(format!("node {} lists itself among the nodes to join", self.id));
             }
             return Ok(());
         }
@@ -174,10 +171,7 @@ impl Config {
             return bad("the initial configuration has no voter".into());
         }
         if !self.initial.contains(self.id) {
-            return bad(format!(
-                "node {} is absent from its initial configuration",
-                self.id
-            ));
+            return bad(format!("node {} is absent from its initial configuration", self.id));
         }
         Ok(())
     }

@@ -158,28 +158,14 @@ impl Configuration {
     pub fn voters<A: Into<String>>(voters: impl IntoIterator<Item = (u64, A)>) -> Self {
         let members = voters
             .into_iter()
-            .map(|(id, a)| {
-                (
-                    NodeId(id),
-                    Member {
-                        address: a.into(),
-                        role: Role::Voter,
-                    },
-                )
-            })
+            .map(|(id, a)| (NodeId(id), Member { address: a.into(), role: Role::Voter }))
             .collect();
         Configuration { members }
     }
 
     /// Adds (or replaces) a member and returns the configuration.
     pub fn with(mut self, id: u64, address: impl Into<String>, role: Role) -> Self {
-        self.members.insert(
-            NodeId(id),
-            Member {
-                address: address.into(),
-                role,
-            },
-        );
+        self.members.insert(NodeId(id), Member { address: address.into(), role });
         self
     }
 
@@ -195,10 +181,7 @@ impl Configuration {
 
     /// The voters, in id order.
     pub fn voter_ids(&self) -> impl Iterator<Item = NodeId> + '_ {
-        self.members
-            .iter()
-            .filter(|(_, m)| m.role == Role::Voter)
-            .map(|(id, _)| *id)
+        self.members.iter().filter(|(_, m)| m.role == Role::Voter).map(|(id, _)| *id)
     }
 
     /// How many voters make a majority: more than half of them.
@@ -276,11 +259,7 @@ impl Term {
             TermKind::Empty => HEADER,
             TermKind::Content(p) => HEADER + p.len(),
             TermKind::Config(c) => {
-                HEADER
-                    + c.members
-                        .values()
-                        .map(|m| 16 + m.address.len())
-                        .sum::<usize>()
+                HEADER + c.members.values().map(|m| 16 + m.address.len()).sum::<usize>()
             }
         }
     }

@@ -227,10 +227,8 @@ fn checksum(prefix: &[u8; 12], payload: &[u8]) -> u32 {
 
 /// Writes one frame of `kind` around `payload`.
 fn write_frame(kind: FrameKind, payload: &[u8], out: &mut impl Write) -> Result<(), WireError> {
-    let len = u32::try_from(payload.len()).map_err(|_| WireError::TooLarge {
-        len: payload.len() as u64,
-        max: MAX_FRAME_LIMIT,
-    })?;
+    let len = u32::try_from(payload.len())
+        .map_err(|_| WireError::TooLarge { len: payload.len() as u64, max: MAX_FRAME_LIMIT })?;
     let prefix = header_prefix(kind, len);
     out.write_all(&prefix)?;
     out.write_all(&checksum(&prefix, payload).to_be_bytes())?;
@@ -261,11 +259,7 @@ impl FrameEncoder {
     /// An encoder whose frames carry at most `max_frame` bytes of payload
     /// (capped at [`MAX_FRAME_LIMIT`]).
     pub fn new(max_frame: usize) -> Self {
-        FrameEncoder {
-            max_frame: max_frame.min(MAX_FRAME_LIMIT),
-            payload: Vec::new(),
-            messages: 0,
-        }
+        FrameEncoder { max_frame: max_frame.min(MAX_FRAME_LIMIT), payload: Vec::new(), messages: 0 }
     }
 
     /// Messages waiting in the frame being built.
@@ -294,10 +288,7 @@ impl FrameEncoder {
         };
         if len > self.max_frame {
             self.payload.truncate(start);
-            return Err(WireError::TooLarge {
-                len: len as u64,
-                max: self.max_frame,
-            });
+            return Err(WireError::TooLarge { len: len as u64, max: self.max_frame });
         }
         if start + len <= self.max_frame {
             self.messages += 1;
@@ -359,9 +350,7 @@ impl Decoder {
     /// A decoder that accepts payloads of at most `max_frame` bytes (capped
     /// at [`MAX_FRAME_LIMIT`]).
     pub fn new(max_frame: usize) -> Self {
-        Decoder {
-            max_frame: max_frame.min(MAX_FRAME_LIMIT),
-        }
+        Decoder { max_frame: max_frame.min(MAX_FRAME_LIMIT) }
     }
 
     /// The largest payload this decoder accepts.
@@ -391,16 +380,9 @@ impl Decoder {
         }
         let len = u32::from_be_bytes(word(8));
         if len as usize > self.max_frame {
-            return Err(WireError::TooLarge {
-                len: u64::from(len),
-                max: self.max_frame,
-            });
+            return Err(WireError::TooLarge { len: u64::from(len), max: self.max_frame });
         }
-        Ok(Header {
-            kind,
-            len: len as usize,
-            checksum: u32::from_be_bytes(word(12)),
-        })
+        Ok(Header { kind, len: len as usize, checksum: u32::from_be_bytes(word(12)) })
     }
 
     /// Checks `payload` against the checksum of `header` and decodes it.
@@ -411,24 +393,15 @@ impl Decoder {
     /// [`WireError::Malformed`] or [`WireError::EmptyBatch`].
     pub fn payload(&self, header: &Header, payload: &[u8]) -> Result<Frame, WireError> {
         if payload.len() < header.len {
-            return Err(WireError::Incomplete {
-                needed: header.len,
-                available: payload.len(),
-            });
+            return Err(WireError::Incomplete { needed: header.len, available: payload.len() });
         }
         if payload.len() > header.len {
-            return Err(WireError::TooLarge {
-                len: payload.len() as u64,
-                max: header.len,
-            });
+            return Err(WireError::TooLarge { len: payload.len() as u64, max: header.len });
         }
         let prefix = header_prefix(header.kind, header.len as u32);
         let computed = checksum(&prefix, payload);
         if computed != header.checksum {
-            return Err(WireError::Checksum {
-                expected: header.checksum,
-                computed,
-            });
+            return Err(WireError::Checksum { expected: header.checksum, computed });
         }
         match header.kind {
             FrameKind::Handshake => decode_handshake(payload).map(Frame::Handshake),
@@ -444,18 +417,12 @@ impl Decoder {
     /// and every error of [`Decoder::header`] and [`Decoder::payload`].
     pub fn decode(&self, bytes: &[u8]) -> Result<(Frame, usize), WireError> {
         let Some(head) = bytes.first_chunk::<HEADER_LEN>() else {
-            return Err(WireError::Incomplete {
-                needed: HEADER_LEN,
-                available: bytes.len(),
-            });
+            return Err(WireError::Incomplete { needed: HEADER_LEN, available: bytes.len() });
         };
         let header = self.header(head)?;
         let end = HEADER_LEN + header.len;
         let Some(payload) = bytes.get(HEADER_LEN..end) else {
-            return Err(WireError::Incomplete {
-                needed: end,
-                available: bytes.len(),
-            });
+            return Err(WireError::Incomplete { needed: end, available: bytes.len() });
         };
         Ok((self.payload(&header, payload)?, end))
     }
@@ -470,9 +437,7 @@ impl Default for Decoder {
 fn decode_handshake(payload: &[u8]) -> Result<Handshake, WireError> {
     let (hs, used) = decode_limited::<Handshake>(payload)?;
     if used != payload.len() {
-        return Err(WireError::Malformed(DecodeError::Other(
-            "trailing bytes after the handshake",
-        )));
+        return Err(WireError::Malformed(DecodeError::Other("trailing bytes after the handshake")));
     }
     Ok(hs)
 }
@@ -531,10 +496,7 @@ mod tests {
             from: NodeId(from),
             to: NodeId(2),
             epoch: 3,
-            body: Body::VoteRequest {
-                last_index: 10,
-                last_epoch: 2,
-            },
+            body: Body::VoteRequest { last_index: 10, last_epoch: 2 },
         }
     }
 
@@ -559,9 +521,7 @@ mod tests {
         let mut back = Vec::new();
         while !rest.is_empty() {
             let (frame, used) = decoder.decode(rest).unwrap();
-            let Frame::Messages(m) = frame else {
-                panic!("expected messages")
-            };
+            let Frame::Messages(m) = frame else { panic!("expected messages") };
             assert!(m.len() <= 2);
             back.extend(m);
             rest = &rest[used..];
@@ -573,10 +533,7 @@ mod tests {
     fn a_message_over_the_limit_is_refused_and_the_frame_kept() {
         let mut encoder = FrameEncoder::new(4);
         let mut out = Vec::new();
-        assert!(matches!(
-            encoder.push(&vote(1), &mut out),
-            Err(WireError::TooLarge { .. })
-        ));
+        assert!(matches!(encoder.push(&vote(1), &mut out), Err(WireError::TooLarge { .. })));
         assert_eq!(encoder.pending(), 0);
         assert_eq!(encoder.finish(&mut out).unwrap(), 0);
         assert!(out.is_empty());
@@ -592,19 +549,13 @@ mod tests {
             decoder.decode(&b).unwrap_err()
         };
         assert!(matches!(with(0, b'X'), WireError::BadMagic { .. }));
-        assert!(matches!(
-            with(5, 9),
-            WireError::UnsupportedVersion { found: 9 }
-        ));
+        assert!(matches!(with(5, 9), WireError::UnsupportedVersion { found: 9 }));
         assert!(matches!(with(6, 7), WireError::UnknownKind { found: 7 }));
         assert!(matches!(with(7, 1), WireError::UnknownFlags { found: 1 }));
         assert!(matches!(with(8, 0xff), WireError::TooLarge { .. }));
         assert!(matches!(with(12, 0), WireError::Checksum { .. }));
         let last = bytes.len() - 1;
-        assert!(matches!(
-            with(last, bytes[last] ^ 1),
-            WireError::Checksum { .. }
-        ));
+        assert!(matches!(with(last, bytes[last] ^ 1), WireError::Checksum { .. }));
     }
 
     #[test]

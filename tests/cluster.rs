@@ -17,9 +17,7 @@ fn assert_one_leader(cluster: &Cluster) {
     let leader = cluster.wait_leader();
     let statuses: Vec<_> = cluster.running().map(|n| n.status()).collect();
     let epoch = statuses.iter().find(|s| s.id.0 == leader).unwrap().epoch;
-    let leaders = statuses
-        .iter()
-        .filter(|s| s.status == Status::Leader && s.epoch == epoch);
+    let leaders = statuses.iter().filter(|s| s.status == Status::Leader && s.epoch == epoch);
     assert_eq!(leaders.count(), 1);
 }
 
@@ -60,12 +58,7 @@ fn a_proposal_on_a_follower_names_the_leader() {
     let leader = cluster.wait_leader();
     let follower = if leader == 1 { 2 } else { 1 };
     let err = cluster.node(follower).propose(b"x".to_vec()).unwrap_err();
-    assert_eq!(
-        err,
-        ProposeError::NotLeader {
-            leader: Some(NodeId(leader))
-        }
-    );
+    assert_eq!(err, ProposeError::NotLeader { leader: Some(NodeId(leader)) });
 }
 
 #[test]
@@ -73,10 +66,7 @@ fn a_crashed_leader_is_replaced_and_no_committed_term_is_lost() {
     let mut cluster = Cluster::new(3);
     let mut committed = Vec::new();
     for i in 0..20u32 {
-        let (index, _) = cluster
-            .propose(&i.to_be_bytes())
-            .wait_timeout(WAIT)
-            .unwrap();
+        let (index, _) = cluster.propose(&i.to_be_bytes()).wait_timeout(WAIT).unwrap();
         committed.push(index);
     }
     let old = cluster.wait_leader();
@@ -90,11 +80,7 @@ fn a_crashed_leader_is_replaced_and_no_committed_term_is_lost() {
         let contents = cluster.hook(n.id().0).contents();
         let indexes: Vec<u64> = contents.iter().map(|(i, _, _)| *i).collect();
         for i in &committed {
-            assert!(
-                indexes.contains(i),
-                "node {} lost committed index {i}",
-                n.id()
-            );
+            assert!(indexes.contains(i), "node {} lost committed index {i}", n.id());
         }
         assert_eq!(contents.last().unwrap().2, b"after");
     }
@@ -108,21 +94,13 @@ fn an_isolated_leader_steps_down_and_its_uncommitted_proposals_never_falsely_fai
     cluster.net.isolate(NodeId(old));
 
     // Proposals the isolated leader takes cannot commit while it is cut off.
-    let stranded: Vec<_> = (0..5)
-        .filter_map(|i| cluster.node(old).propose(vec![i]).ok())
-        .collect();
+    let stranded: Vec<_> = (0..5).filter_map(|i| cluster.node(old).propose(vec![i]).ok()).collect();
     cluster
         .node(old)
         .wait_for(WAIT, |s| s.status != Status::Leader)
         .expect("the isolated leader steps down");
-    cluster
-        .node(old)
-        .wait_for(WAIT, |_| cluster.node(old).leader_workers() == 0);
-    assert_eq!(
-        cluster.node(old).leader_workers(),
-        0,
-        "a leader worker survived a step-down"
-    );
+    cluster.node(old).wait_for(WAIT, |_| cluster.node(old).leader_workers() == 0);
+    assert_eq!(cluster.node(old).leader_workers(), 0, "a leader worker survived a step-down");
 
     let others: Vec<u64> = (1..=3).filter(|i| *i != old).collect();
     let new = cluster.wait_leader_among(&others);
@@ -146,11 +124,7 @@ fn an_isolated_leader_steps_down_and_its_uncommitted_proposals_never_falsely_fai
     cluster.wait_all_applied(index);
     for id in 1..=3 {
         let c = cluster.hook(id).contents();
-        assert_eq!(
-            c[..],
-            reference[..c.len().min(reference.len())],
-            "node {id} diverged"
-        );
+        assert_eq!(c[..], reference[..c.len().min(reference.len())], "node {id} diverged");
     }
 }
 
@@ -170,13 +144,7 @@ fn after_a_partition_heals_every_log_converges() {
     let new = cluster.wait_leader_among(&majority);
     let mut last = 0;
     for i in 0..30u8 {
-        last = cluster
-            .node(new)
-            .propose(vec![i])
-            .unwrap()
-            .wait_timeout(WAIT)
-            .unwrap()
-            .0;
+        last = cluster.node(new).propose(vec![i]).unwrap().wait_timeout(WAIT).unwrap().0;
     }
     cluster.net.heal();
     cluster.wait_all_applied(last);
@@ -195,10 +163,7 @@ fn a_lagging_follower_catches_up() {
     cluster.net.isolate(NodeId(lagging));
     let mut last = 0;
     for i in 0..2000u32 {
-        let p = cluster
-            .node(leader)
-            .propose(i.to_be_bytes().to_vec())
-            .unwrap();
+        let p = cluster.node(leader).propose(i.to_be_bytes().to_vec()).unwrap();
         if i == 1999 {
             last = p.wait_timeout(WAIT).unwrap().0;
         }
@@ -206,40 +171,22 @@ fn a_lagging_follower_catches_up() {
     assert!(cluster.node(lagging).status().last_index < last);
     cluster.net.heal();
     cluster.wait_applied(lagging, last);
-    assert_eq!(
-        cluster.hook(lagging).contents(),
-        cluster.hook(leader).contents()
-    );
+    assert_eq!(cluster.hook(lagging).contents(), cluster.hook(leader).contents());
 }
 
 #[test]
 fn hooks_run_in_the_documented_order_prepare_send_apply() {
     let cluster = Cluster::new(3);
     let leader = cluster.wait_leader();
-    cluster
-        .hook(leader)
-        .prepared
-        .lock()
-        .push(b"prepared".to_vec().into());
+    cluster.hook(leader).prepared.lock().push(b"prepared".to_vec().into());
     let found = cluster.node(leader).wait_for(WAIT, |_| {
-        cluster
-            .hook(leader)
-            .contents()
-            .iter()
-            .any(|(_, _, c)| c == b"prepared")
+        cluster.hook(leader).contents().iter().any(|(_, _, c)| c == b"prepared")
     });
     assert!(found.is_some(), "the prepared content was never applied");
     let events = cluster.hook(leader).events.lock().clone();
     let prepare = events.iter().position(|e| *e == Event::Prepare).unwrap();
-    let send = events
-        .iter()
-        .skip(prepare)
-        .position(|e| matches!(e, Event::Send(_)))
-        .unwrap();
-    let apply = events
-        .iter()
-        .skip(prepare + send)
-        .position(|e| matches!(e, Event::Apply(_)));
+    let send = events.iter().skip(prepare).position(|e| matches!(e, Event::Send(_))).unwrap();
+    let apply = events.iter().skip(prepare + send).position(|e| matches!(e, Event::Apply(_)));
     assert!(apply.is_some(), "{events:?}");
 }
 
@@ -251,10 +198,7 @@ fn a_follower_that_refuses_terms_falls_behind_while_the_quorum_commits() {
     *cluster.hook(refusing).refuse_appends.lock() = true;
     let (index, _) = cluster.propose(b"x").wait_timeout(WAIT).unwrap();
     cluster.wait_applied(leader, index);
-    assert!(
-        cluster.node(refusing).status().last_index < index,
-        "it stored a refused term"
-    );
+    assert!(cluster.node(refusing).status().last_index < index, "it stored a refused term");
 
     *cluster.hook(refusing).refuse_appends.lock() = false;
     cluster.wait_applied(refusing, index);
@@ -271,10 +215,7 @@ fn voters_that_refuse_their_votes_keep_a_candidate_from_winning() {
     let others: Vec<u64> = (1..=3).filter(|i| *i != leader).collect();
     // Both remaining nodes stand again and again, but nobody grants a vote.
     for id in &others {
-        cluster
-            .node(*id)
-            .wait_for(WAIT, |s| s.counters.elections >= 2)
-            .expect("elections run");
+        cluster.node(*id).wait_for(WAIT, |s| s.counters.elections >= 2).expect("elections run");
         assert_ne!(cluster.node(*id).status().status, Status::Leader);
     }
     for id in 1..=3 {
@@ -312,8 +253,7 @@ fn a_full_term_pool_pushes_back() {
     let gate = Arc::new(Gate::default());
     let net = MemNetwork::new();
     let node = Node::start(cfg, net.transport(), MemStore::new(), gate.clone()).unwrap();
-    node.wait_for(WAIT, |s| s.status == Status::Leader)
-        .expect("a single voter leads");
+    node.wait_for(WAIT, |s| s.status == Status::Leader).expect("a single voter leads");
 
     *gate.closed.lock() = true;
     let first = node.propose(b"held".to_vec()).unwrap();
@@ -328,18 +268,13 @@ fn a_full_term_pool_pushes_back() {
     node.try_propose(b"fill".to_vec()).unwrap();
     let err = node.try_propose(b"more".to_vec()).unwrap_err();
     assert_eq!(err, ProposeError::PoolFull);
-    let err = node
-        .propose_timeout(b"more".to_vec(), Duration::from_millis(50))
-        .unwrap_err();
+    let err = node.propose_timeout(b"more".to_vec(), Duration::from_millis(50)).unwrap_err();
     assert_eq!(err, ProposeError::Timeout);
 
     *gate.closed.lock() = false;
     gate.opened.notify_all();
     first.wait_timeout(WAIT).unwrap();
-    node.propose(b"after".to_vec())
-        .unwrap()
-        .wait_timeout(WAIT)
-        .unwrap();
+    node.propose(b"after".to_vec()).unwrap().wait_timeout(WAIT).unwrap();
 }
 
 #[test]
@@ -347,19 +282,10 @@ fn a_single_voter_commits_on_its_own() {
     let initial = Configuration::voters([(7, "solo")]);
     let net = MemNetwork::new();
     let hook = Arc::new(Recorder::default());
-    let node = Node::start(
-        Config::new(7, initial),
-        net.transport(),
-        MemStore::new(),
-        hook.clone(),
-    )
-    .unwrap();
-    node.wait_for(WAIT, |s| s.status == Status::Leader).unwrap();
-    let (index, _) = node
-        .propose(b"one".to_vec())
-        .unwrap()
-        .wait_timeout(WAIT)
+    let node = Node::start(Config::new(7, initial), net.transport(), MemStore::new(), hook.clone())
         .unwrap();
+    node.wait_for(WAIT, |s| s.status == Status::Leader).unwrap();
+    let (index, _) = node.propose(b"one".to_vec()).unwrap().wait_timeout(WAIT).unwrap();
     assert_eq!(hook.contents(), vec![(index, 1, b"one".to_vec())]);
 }
 
@@ -376,15 +302,6 @@ fn an_invalid_configuration_is_refused_with_a_reason() {
     assert!(err.err().unwrap().to_string().contains("absent"));
     cfg.id = NodeId(1);
     cfg.heartbeat_interval = cfg.election_timeout_min;
-    let err = Node::start(
-        cfg,
-        MemNetwork::new().transport(),
-        MemStore::new(),
-        Recorder::default(),
-    );
-    assert!(err
-        .err()
-        .unwrap()
-        .to_string()
-        .contains("heartbeat_interval"));
+    let err = Node::start(cfg, MemNetwork::new().transport(), MemStore::new(), Recorder::default());
+    assert!(err.err().unwrap().to_string().contains("heartbeat_interval"));
 }

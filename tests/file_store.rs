@@ -58,11 +58,7 @@ fn open(dir: impl AsRef<Path>, options: FileStoreOptions) -> Result<FileStore, S
 }
 
 fn small(segment_size: u64) -> FileStoreOptions {
-    FileStoreOptions {
-        segment_size,
-        cache_terms: 4,
-        ..FileStoreOptions::default()
-    }
+    FileStoreOptions { segment_size, cache_terms: 4, ..FileStoreOptions::default() }
 }
 
 /// The term at `index`, with content and epoch derived from the index alone.
@@ -72,19 +68,10 @@ fn term(index: Index) -> Term {
         3 => TermKind::Config(Configuration::voters([(1, "a:1"), (index, "b:2")])),
         _ => {
             let len = (index * 37 % 200) as usize;
-            TermKind::Content(
-                (0..len)
-                    .map(|i| (i as u64 ^ index) as u8)
-                    .collect::<Vec<_>>()
-                    .into(),
-            )
+            TermKind::Content((0..len).map(|i| (i as u64 ^ index) as u8).collect::<Vec<_>>().into())
         }
     };
-    Term {
-        index,
-        epoch: 1 + index / 10,
-        kind,
-    }
+    Term { index, epoch: 1 + index / 10, kind }
 }
 
 fn terms(range: std::ops::RangeInclusive<Index>) -> Vec<Term> {
@@ -95,9 +82,7 @@ fn all(store: &FileStore) -> Vec<Term> {
     if store.last_index() < store.first_index() {
         return Vec::new();
     }
-    store
-        .terms(store.first_index(), store.last_index(), usize::MAX)
-        .unwrap()
+    store.terms(store.first_index(), store.last_index(), usize::MAX).unwrap()
 }
 
 /// The segment files of `dir`, oldest first.
@@ -113,11 +98,7 @@ fn segment_files(dir: &Path) -> Vec<PathBuf> {
 
 fn corrupt(result: Result<FileStore, StoreError>) -> (PathBuf, u64, String) {
     match result {
-        Err(StoreError::Corrupt {
-            path,
-            offset,
-            detail,
-        }) => (path, offset, detail),
+        Err(StoreError::Corrupt { path, offset, detail }) => (path, offset, detail),
         other => panic!("expected Corrupt, got {other:?}"),
     }
 }
@@ -129,11 +110,7 @@ fn terms_of_every_kind_survive_reopen() {
     for chunk in terms(1..=60).chunks(5) {
         store.append(chunk).unwrap();
     }
-    assert!(
-        store.segment_count() > 3,
-        "segments: {}",
-        store.segment_count()
-    );
+    assert!(store.segment_count() > 3, "segments: {}", store.segment_count());
     drop(store);
 
     let store = open(dir.path(), small(512)).unwrap();
@@ -157,10 +134,7 @@ fn reads_stop_at_the_byte_budget_across_cache_and_disk() {
     assert_eq!(store.terms(20, 30, usize::MAX).unwrap(), terms(20..=30));
 
     for (from, to) in [(0, 3), (4, 3), (1, 31)] {
-        assert!(matches!(
-            store.terms(from, to, usize::MAX),
-            Err(StoreError::Invalid(_))
-        ));
+        assert!(matches!(store.terms(from, to, usize::MAX), Err(StoreError::Invalid(_))));
     }
 }
 
@@ -169,24 +143,11 @@ fn appends_that_do_not_follow_are_refused() {
     let dir = TempDir::new("follow");
     let mut store = open(dir.path(), small(512)).unwrap();
     store.append(&terms(1..=3)).unwrap();
-    assert!(matches!(
-        store.append(&terms(5..=6)),
-        Err(StoreError::Invalid(_))
-    ));
-    assert!(matches!(
-        store.append(&[term(4), term(6)]),
-        Err(StoreError::Invalid(_))
-    ));
+    assert!(matches!(store.append(&terms(5..=6)), Err(StoreError::Invalid(_))));
+    assert!(matches!(store.append(&[term(4), term(6)]), Err(StoreError::Invalid(_))));
 
-    let huge = Term {
-        index: 4,
-        epoch: 1,
-        kind: TermKind::Content(vec![0; 2000].into()),
-    };
-    let opts = FileStoreOptions {
-        max_record_size: 1000,
-        ..small(512)
-    };
+    let huge = Term { index: 4, epoch: 1, kind: TermKind::Content(vec![0; 2000].into()) };
+    let opts = FileStoreOptions { max_record_size: 1000, ..small(512) };
     drop(store);
     let mut store = open(dir.path(), opts).unwrap();
     assert!(matches!(store.append(&[huge]), Err(StoreError::Invalid(_))));
@@ -240,28 +201,12 @@ fn hard_state_survives_reopen() {
     let dir = TempDir::new("hard-state");
     let mut store = open(dir.path(), small(512)).unwrap();
     assert_eq!(store.hard_state(), HardState::default());
-    store
-        .save_hard_state(HardState {
-            epoch: 3,
-            vote: Some(NodeId(2)),
-        })
-        .unwrap();
-    store
-        .save_hard_state(HardState {
-            epoch: 4,
-            vote: None,
-        })
-        .unwrap();
+    store.save_hard_state(HardState { epoch: 3, vote: Some(NodeId(2)) }).unwrap();
+    store.save_hard_state(HardState { epoch: 4, vote: None }).unwrap();
     drop(store);
 
     let store = open(dir.path(), small(512)).unwrap();
-    assert_eq!(
-        store.hard_state(),
-        HardState {
-            epoch: 4,
-            vote: None
-        }
-    );
+    assert_eq!(store.hard_state(), HardState { epoch: 4, vote: None });
 }
 
 #[test]
@@ -275,10 +220,7 @@ fn remove_before_deletes_whole_segments_and_survives_reopen() {
     assert!(first > 1 && first <= 30, "first index {first}");
     assert_eq!(store.epoch_of(first - 1), None);
     assert_eq!(all(&store), terms(first..=60));
-    assert!(matches!(
-        store.truncate_from(first - 1),
-        Err(StoreError::Invalid(_))
-    ));
+    assert!(matches!(store.truncate_from(first - 1), Err(StoreError::Invalid(_))));
 
     // The segment holding the last term always stays.
     store.remove_before(1000).unwrap();
@@ -333,12 +275,7 @@ fn record_cut_in_half_at_the_tail_recovers_to_the_record_before() {
     drop(store);
 
     let half = (ends[8] + ends[9]) / 2;
-    fs::OpenOptions::new()
-        .write(true)
-        .open(&seg)
-        .unwrap()
-        .set_len(half)
-        .unwrap();
+    fs::OpenOptions::new().write(true).open(&seg).unwrap().set_len(half).unwrap();
 
     let mut store = open(dir.path(), small(100_000)).unwrap();
     assert_eq!(all(&store), terms(1..=9));
@@ -408,12 +345,7 @@ fn bad_record_in_an_earlier_segment_is_corrupt() {
 
     let first = segment_files(dir.path()).remove(0);
     let len = fs::metadata(&first).unwrap().len();
-    fs::OpenOptions::new()
-        .write(true)
-        .open(&first)
-        .unwrap()
-        .set_len(len - 3)
-        .unwrap();
+    fs::OpenOptions::new().write(true).open(&first).unwrap().set_len(len - 3).unwrap();
     let (path, _, detail) = corrupt(open(dir.path(), small(300)));
     assert_eq!(path, first);
     assert!(detail.contains("not the last"), "{detail}");
@@ -458,40 +390,20 @@ fn writes_after_a_failed_write_are_refused() {
         Err(StoreError::Io { context, .. }) => assert!(context.contains("seg-"), "{context}"),
         other => panic!("expected Io, got {other:?}"),
     }
-    assert!(matches!(
-        store.append(&terms(3..=3)),
-        Err(StoreError::Poisoned { .. })
-    ));
-    let vote = HardState {
-        epoch: 1,
-        vote: None,
-    };
-    assert!(matches!(
-        store.save_hard_state(vote),
-        Err(StoreError::Poisoned { .. })
-    ));
-    assert!(matches!(
-        store.truncate_from(1),
-        Err(StoreError::Poisoned { .. })
-    ));
+    assert!(matches!(store.append(&terms(3..=3)), Err(StoreError::Poisoned { .. })));
+    let vote = HardState { epoch: 1, vote: None };
+    assert!(matches!(store.save_hard_state(vote), Err(StoreError::Poisoned { .. })));
+    assert!(matches!(store.truncate_from(1), Err(StoreError::Poisoned { .. })));
     assert_eq!(store.last_index(), 2);
 }
 
 #[test]
 fn never_sync_still_round_trips() {
     let dir = TempDir::new("never");
-    let opts = FileStoreOptions {
-        sync: SyncPolicy::Never,
-        ..small(256)
-    };
+    let opts = FileStoreOptions { sync: SyncPolicy::Never, ..small(256) };
     let mut store = open(dir.path(), opts.clone()).unwrap();
     store.append(&terms(1..=20)).unwrap();
-    store
-        .save_hard_state(HardState {
-            epoch: 2,
-            vote: Some(NodeId(1)),
-        })
-        .unwrap();
+    store.save_hard_state(HardState { epoch: 2, vote: Some(NodeId(1)) }).unwrap();
     drop(store);
 
     let store = open(dir.path(), opts).unwrap();
@@ -513,17 +425,10 @@ fn crash_term(index: Index) -> Term {
         TermKind::Empty
     } else {
         TermKind::Content(
-            (0..len)
-                .map(|i| (index as usize * 31 + i) as u8)
-                .collect::<Vec<_>>()
-                .into(),
+            (0..len).map(|i| (index as usize * 31 + i) as u8).collect::<Vec<_>>().into(),
         )
     };
-    Term {
-        index,
-        epoch: 1 + index / 50,
-        kind,
-    }
+    Term { index, epoch: 1 + index / 50, kind }
 }
 
 /// The writer of the crash test, run in a child process by
@@ -550,9 +455,7 @@ fn crash_child_writer() {
     let mut out = std::io::stdout().lock();
     while Instant::now() < deadline {
         let next = store.last_index() + 1;
-        let batch: Vec<Term> = (next..next + rng.random_range(1..=8))
-            .map(crash_term)
-            .collect();
+        let batch: Vec<Term> = (next..next + rng.random_range(1..=8)).map(crash_term).collect();
         store.append(&batch).unwrap();
         writeln!(out, "ack {}", store.last_index()).unwrap();
         out.flush().unwrap();
@@ -564,12 +467,7 @@ fn crash_child_writer() {
 fn run_and_kill(dir: &Path, child_seed: u64, rng: &mut SmallRng) -> Result<Index, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut child = Command::new(exe)
-        .args([
-            "--exact",
-            "crash_child_writer",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["--exact", "crash_child_writer", "--nocapture", "--test-threads=1"])
         .env(CHILD_DIR, dir)
         .env(CHILD_SEED, child_seed.to_string())
         .stdout(Stdio::piped())
@@ -593,13 +491,10 @@ fn run_and_kill(dir: &Path, child_seed: u64, rng: &mut SmallRng) -> Result<Index
 
     // Mostly kill while it writes; sometimes while it starts or recovers.
     if rng.random_bool(0.8) {
-        rx.recv_timeout(Duration::from_secs(10))
-            .map_err(|_| "the writer acknowledged nothing")?;
+        rx.recv_timeout(Duration::from_secs(10)).map_err(|_| "the writer acknowledged nothing")?;
     }
     std::thread::sleep(Duration::from_micros(rng.random_range(0..20_000)));
-    child
-        .kill()
-        .map_err(|e| format!("cannot kill the writer: {e}"))?;
+    child.kill().map_err(|e| format!("cannot kill the writer: {e}"))?;
     child.wait().map_err(|e| e.to_string())?;
     reader.join().map_err(|_| "stdout reader panicked")?;
     Ok(rx.try_iter().max().unwrap_or(0))
@@ -610,12 +505,7 @@ fn open_is_refused_while_another_process_holds_the_store() {
     let dir = TempDir::new("lock-process");
     let exe = std::env::current_exe().unwrap();
     let mut child = Command::new(exe)
-        .args([
-            "--exact",
-            "crash_child_writer",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["--exact", "crash_child_writer", "--nocapture", "--test-threads=1"])
         .env(CHILD_DIR, dir.path())
         .env(CHILD_SEED, "7")
         .stdout(Stdio::piped())
@@ -628,19 +518,13 @@ fn open_is_refused_while_another_process_holds_the_store() {
     let mut lines = BufReader::new(child.stdout.take().unwrap());
     while !first.starts_with("ack ") {
         first.clear();
-        assert!(
-            lines.read_line(&mut first).unwrap() > 0,
-            "the writer stopped"
-        );
+        assert!(lines.read_line(&mut first).unwrap() > 0, "the writer stopped");
     }
     let refused = FileStore::open(dir.path(), FileStoreOptions::default());
     child.kill().unwrap();
     child.wait().unwrap();
 
-    assert!(
-        matches!(refused, Err(StoreError::Locked { .. })),
-        "{refused:?}"
-    );
+    assert!(matches!(refused, Err(StoreError::Locked { .. })), "{refused:?}");
     open(dir.path(), FileStoreOptions::default()).unwrap();
 }
 
@@ -651,16 +535,12 @@ fn check_recovered(dir: &Path, acked: Index) -> Result<Index, String> {
         open(dir, FileStoreOptions::default()).map_err(|e| format!("reopen failed: {e}"))?;
     let last = store.last_index();
     if last < acked {
-        return Err(format!(
-            "acknowledged index {acked} lost, last index {last}"
-        ));
+        return Err(format!("acknowledged index {acked} lost, last index {last}"));
     }
     if last == 0 {
         return Ok(0);
     }
-    let read = store
-        .terms(1, last, usize::MAX)
-        .map_err(|e| format!("read failed: {e}"))?;
+    let read = store.terms(1, last, usize::MAX).map_err(|e| format!("read failed: {e}"))?;
     if read.len() as Index != last {
         return Err(format!("read {} terms of {last}", read.len()));
     }

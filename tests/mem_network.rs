@@ -43,10 +43,7 @@ fn msg(from: u64, to: u64, tag: u64) -> Message {
 /// Receives `count` messages, or panics after waiting too long for one.
 fn recv_n(rx: &Receiver<Message>, count: usize) -> Vec<Message> {
     (0..count)
-        .map(|i| {
-            rx.recv_timeout(PATIENCE)
-                .unwrap_or_else(|e| panic!("message {i}: {e}"))
-        })
+        .map(|i| rx.recv_timeout(PATIENCE).unwrap_or_else(|e| panic!("message {i}: {e}")))
         .collect()
 }
 
@@ -54,11 +51,7 @@ fn recv_n(rx: &Receiver<Message>, count: usize) -> Vec<Message> {
 fn settle(network: &MemNetwork) {
     let start = Instant::now();
     while network.stats().in_flight > 0 {
-        assert!(
-            start.elapsed() < PATIENCE,
-            "messages still in flight: {:?}",
-            network.stats()
-        );
+        assert!(start.elapsed() < PATIENCE, "messages still in flight: {:?}", network.stats());
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -210,17 +203,10 @@ fn duplicate_rate_one_doubles_every_message() {
 
     let got = recv_n(&rx[1], 100);
     for i in 0..50 {
-        assert_eq!(
-            got.iter().filter(|m| m.epoch == i).count(),
-            2,
-            "message {i}"
-        );
+        assert_eq!(got.iter().filter(|m| m.epoch == i).count(), 2, "message {i}");
     }
     let stats = network.stats();
-    assert_eq!(
-        (stats.sent, stats.duplicated, stats.delivered),
-        (50, 50, 100)
-    );
+    assert_eq!((stats.sent, stats.duplicated, stats.delivered), (50, 50, 100));
 }
 
 #[test]
@@ -247,10 +233,7 @@ fn every_delayed_message_eventually_arrives() {
     assert_eq!(got, (0..300).collect());
     settle(&network);
     let stats = network.stats();
-    assert_eq!(
-        (stats.delivered, stats.dropped(), stats.in_flight),
-        (300, 0, 0)
-    );
+    assert_eq!((stats.delivered, stats.dropped(), stats.in_flight), (300, 0, 0));
 }
 
 #[test]
@@ -368,11 +351,7 @@ fn counters_balance_under_every_fault() {
     let stats = network.stats();
     let received: u64 = rx.iter().map(|r| r.len() as u64).sum();
     assert_eq!(stats.sent, 600);
-    assert_eq!(
-        stats.sent + stats.duplicated,
-        stats.delivered + stats.dropped(),
-        "{stats:?}"
-    );
+    assert_eq!(stats.sent + stats.duplicated, stats.delivered + stats.dropped(), "{stats:?}");
     assert_eq!(received, stats.delivered);
 }
 

@@ -43,10 +43,7 @@ fn a_joining_voter_does_not_stall_a_busy_cluster() {
     // committing; it counts in no quorum until it is promoted.
     let mut committed = 0;
     while !cluster.node(4).status().membership.is_voter(NodeId(4)) {
-        cluster
-            .propose(b"busy")
-            .wait_timeout(WAIT)
-            .expect("commits continue");
+        cluster.propose(b"busy").wait_timeout(WAIT).expect("commits continue");
         committed += 1;
         assert!(committed < 10_000, "the newcomer was never promoted");
     }
@@ -59,10 +56,7 @@ fn an_observer_joins_and_receives_every_term_without_voting() {
     let mut cluster = Cluster::new(3);
     cluster.wait_leader();
     cluster.join(4, Role::Observer, &[1]);
-    cluster
-        .node(4)
-        .wait_for(WAIT, |s| s.status == Status::Follower)
-        .expect("it is let in");
+    cluster.node(4).wait_for(WAIT, |s| s.status == Status::Follower).expect("it is let in");
     let (index, _) = cluster.propose(b"x").wait_timeout(WAIT).unwrap();
     let status = cluster.wait_applied(4, index);
     assert!(status.membership.contains(NodeId(4)));
@@ -121,12 +115,8 @@ fn a_removed_leader_steps_down_and_the_rest_elect_a_new_one() {
         .expect("the removed leader steps down");
     let others: Vec<u64> = (1..=3).filter(|i| *i != leader).collect();
     let new = cluster.wait_leader_among(&others);
-    let (index, _) = cluster
-        .node(new)
-        .propose(b"after".to_vec())
-        .unwrap()
-        .wait_timeout(WAIT)
-        .unwrap();
+    let (index, _) =
+        cluster.node(new).propose(b"after".to_vec()).unwrap().wait_timeout(WAIT).unwrap();
     cluster.wait_applied(others[0], index);
     assert_eq!(cluster.node(new).status().membership.voter_ids().count(), 2);
 }
@@ -136,11 +126,8 @@ fn a_voter_can_be_demoted_to_observer_and_promoted_back() {
     let cluster = Cluster::new(3);
     let leader = cluster.wait_leader();
     let other = if leader == 3 { 2 } else { 3 };
-    let demote = UpdateNode {
-        id: NodeId(other),
-        address: format!("mem-{other}"),
-        role: Role::Observer,
-    };
+    let demote =
+        UpdateNode { id: NodeId(other), address: format!("mem-{other}"), role: Role::Observer };
     cluster.node(leader).update_node(demote).unwrap();
     cluster
         .node(leader)
@@ -148,11 +135,8 @@ fn a_voter_can_be_demoted_to_observer_and_promoted_back() {
             !s.membership.is_voter(NodeId(other)) && s.membership.contains(NodeId(other))
         })
         .expect("demoted");
-    let promote = UpdateNode {
-        id: NodeId(other),
-        address: format!("mem-{other}"),
-        role: Role::Voter,
-    };
+    let promote =
+        UpdateNode { id: NodeId(other), address: format!("mem-{other}"), role: Role::Voter };
     cluster.node(leader).update_node(promote).unwrap();
     cluster
         .node(leader)
@@ -166,10 +150,5 @@ fn only_the_leader_takes_membership_changes() {
     let leader = cluster.wait_leader();
     let other = if leader == 1 { 2 } else { 1 };
     let err = cluster.node(other).remove_node(NodeId(3)).unwrap_err();
-    assert_eq!(
-        err,
-        UpdateError::NotLeader {
-            leader: Some(NodeId(leader))
-        }
-    );
+    assert_eq!(err, UpdateError::NotLeader { leader: Some(NodeId(leader)) });
 }

@@ -31,9 +31,8 @@ fn node_binary() -> PathBuf {
 
 /// Free loopback ports, found by binding port 0 and letting go.
 fn free_addrs(n: usize) -> Vec<SocketAddr> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
+    let listeners: Vec<TcpListener> =
+        (0..n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
     listeners.iter().map(|l| l.local_addr().unwrap()).collect()
 }
 
@@ -98,11 +97,8 @@ impl Procs {
                 cmd.args(["--peer", &format!("{}={addr}", i + 1)]);
             }
         }
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("the node starts");
+        let mut child =
+            cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("the node starts");
         let stdin = child.stdin.take().unwrap();
         let stdout = child.stdout.take().unwrap();
         let lines = Arc::new(Mutex::new(Vec::new()));
@@ -112,11 +108,7 @@ impl Procs {
                 sink.lock().unwrap().push(line);
             }
         });
-        self.procs[id as usize - 1] = Some(Proc {
-            child,
-            stdin,
-            lines,
-        });
+        self.procs[id as usize - 1] = Some(Proc { child, stdin, lines });
     }
 
     fn proc(&mut self, id: u64) -> &mut Proc {
@@ -130,9 +122,7 @@ impl Procs {
     }
 
     fn running(&self) -> Vec<u64> {
-        (1..=self.procs.len() as u64)
-            .filter(|id| self.procs[*id as usize - 1].is_some())
-            .collect()
+        (1..=self.procs.len() as u64).filter(|id| self.procs[*id as usize - 1].is_some()).collect()
     }
 
     /// Waits for a line of node `id` after the first `skip` that starts
@@ -147,10 +137,7 @@ impl Procs {
                     return (i, l.clone());
                 }
             }
-            assert!(
-                Instant::now() < deadline,
-                "node {id} never printed {prefix}"
-            );
+            assert!(Instant::now() < deadline, "node {id} never printed {prefix}");
             thread::sleep(Duration::from_millis(20));
         }
     }
@@ -204,10 +191,7 @@ impl Procs {
                     return;
                 }
             }
-            assert!(
-                Instant::now() < deadline,
-                "node {id} never applied {content}"
-            );
+            assert!(Instant::now() < deadline, "node {id} never applied {content}");
             thread::sleep(Duration::from_millis(20));
         }
     }

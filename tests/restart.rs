@@ -161,8 +161,7 @@ fn restarting_every_node_in_turn_loses_no_committed_term() {
     for id in 1..=3 {
         let node = &cluster.nodes.lock()[id as usize - 1];
         let node = node.as_ref().unwrap();
-        node.wait_for(WAIT, |s| s.applied_index >= last)
-            .expect("catches up");
+        node.wait_for(WAIT, |s| s.applied_index >= last).expect("catches up");
         let applied: Applied = cluster.hooks.lock()[id as usize - 1]
             .contents()
             .into_iter()
@@ -177,10 +176,7 @@ fn restarting_every_node_in_turn_loses_no_committed_term() {
 fn wait_until(mut check: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + WAIT;
     while !check() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "condition not reached in time"
-        );
+        assert!(std::time::Instant::now() < deadline, "condition not reached in time");
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -195,10 +191,7 @@ impl FailingStore {
     fn check(&self) -> Result<(), StoreError> {
         if self.fail.load(Ordering::SeqCst) {
             let source = std::io::Error::from_raw_os_error(28); // ENOSPC
-            return Err(StoreError::Io {
-                context: "appending to seg-1.log".into(),
-                source,
-            });
+            return Err(StoreError::Io { context: "appending to seg-1.log".into(), source });
         }
         Ok(())
     }
@@ -238,39 +231,22 @@ impl LogStore for FailingStore {
 fn a_failing_disk_stops_the_node_with_the_reason() {
     let initial = Configuration::voters([(1, "solo")]);
     let fail = Arc::new(AtomicBool::new(false));
-    let store = FailingStore {
-        inner: MemStore::new(),
-        fail: fail.clone(),
-    };
+    let store = FailingStore { inner: MemStore::new(), fail: fail.clone() };
     let net = MemNetwork::new();
     let cfg = common::config(1, &initial);
     let node = Node::start(cfg, net.transport(), store, Recorder::default()).unwrap();
     node.wait_for(WAIT, |s| s.status == Status::Leader).unwrap();
-    node.propose(b"ok".to_vec())
-        .unwrap()
-        .wait_timeout(WAIT)
-        .unwrap();
+    node.propose(b"ok".to_vec()).unwrap().wait_timeout(WAIT).unwrap();
 
     fail.store(true, Ordering::SeqCst);
     let p = node.propose(b"lost".to_vec()).unwrap();
-    let stopped = node
-        .wait_for(WAIT, |s| s.failure.is_some())
-        .expect("the node stops");
+    let stopped = node.wait_for(WAIT, |s| s.failure.is_some()).expect("the node stops");
     let reason = stopped.failure.unwrap();
     assert!(reason.contains("seg-1.log"), "{reason}");
-    assert!(
-        p.wait_timeout(WAIT).is_err(),
-        "a term the disk refused reported committed"
-    );
-    assert_eq!(
-        node.propose(b"more".to_vec()).unwrap_err(),
-        ProposeError::Stopped
-    );
+    assert!(p.wait_timeout(WAIT).is_err(), "a term the disk refused reported committed");
+    assert_eq!(node.propose(b"more".to_vec()).unwrap_err(), ProposeError::Stopped);
     let ended = node.wait_for(WAIT, |_| node.leader_workers() == 0);
-    assert!(
-        ended.is_some(),
-        "the leader worker of a failed node still runs"
-    );
+    assert!(ended.is_some(), "the leader worker of a failed node still runs");
 }
 
 /// Holds every round that carries terms inside `send_term` until opened.
@@ -296,10 +272,7 @@ impl hookraft::Hook for Gate {
 fn a_proposer_blocked_on_a_full_pool_is_released_when_the_node_stops() {
     let initial = Configuration::voters([(1, "solo")]);
     let fail = Arc::new(AtomicBool::new(false));
-    let store = FailingStore {
-        inner: MemStore::new(),
-        fail: fail.clone(),
-    };
+    let store = FailingStore { inner: MemStore::new(), fail: fail.clone() };
     let mut cfg = common::config(1, &initial);
     cfg.term_pool_capacity = 1;
     let gate = Arc::new(Gate::default());

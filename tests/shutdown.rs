@@ -24,22 +24,15 @@ fn crate_threads() -> Vec<String> {
 #[test]
 fn shutdown_and_step_down_leave_no_thread_behind() {
     let mut cluster = Cluster::new(3);
-    cluster
-        .net
-        .set_delay(Duration::from_micros(10), Duration::from_micros(200));
+    cluster.net.set_delay(Duration::from_micros(10), Duration::from_micros(200));
     let leader = cluster.wait_leader();
     cluster.propose(b"x").wait_timeout(WAIT).unwrap();
     assert_eq!(cluster.node(leader).leader_workers(), 1);
 
     // A leader that steps down ends its worker.
     cluster.net.isolate(NodeId(leader));
-    cluster
-        .node(leader)
-        .wait_for(WAIT, |s| s.status != Status::Leader)
-        .unwrap();
-    let gone = cluster
-        .node(leader)
-        .wait_for(WAIT, |_| cluster.node(leader).leader_workers() == 0);
+    cluster.node(leader).wait_for(WAIT, |s| s.status != Status::Leader).unwrap();
+    let gone = cluster.node(leader).wait_for(WAIT, |_| cluster.node(leader).leader_workers() == 0);
     assert!(gone.is_some(), "a leader worker survived a step-down");
     cluster.net.heal();
     cluster.wait_leader();
@@ -49,9 +42,5 @@ fn shutdown_and_step_down_leave_no_thread_behind() {
     }
     let Cluster { net, .. } = cluster;
     drop(net);
-    assert_eq!(
-        crate_threads(),
-        Vec::<String>::new(),
-        "threads left after shutdown"
-    );
+    assert_eq!(crate_threads(), Vec::<String>::new(), "threads left after shutdown");
 }

@@ -86,11 +86,7 @@ fn replay() {
 
 fn env_u64(name: &str) -> Option<u64> {
     let v = std::env::var(name).ok()?;
-    Some(
-        v.trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v} is not a number")),
-    )
+    Some(v.trim().parse().unwrap_or_else(|_| panic!("{name}={v} is not a number")))
 }
 
 /// Counts the hook calls of every node, and prepares content now and then.
@@ -149,14 +145,7 @@ fn hooks_are_called_and_prepared_content_commits() {
     let factory = Box::new(move |_| Box::new(Arc::clone(&shared)) as Box<dyn Hook>);
     let mut sim = Simulation::with_hooks(SimConfig::from_seed(4), factory);
     let report = sim.run().expect("a correct core breaks nothing");
-    let calls: Vec<u64> = hook
-        .calls
-        .iter()
-        .map(|c| c.load(Ordering::Relaxed))
-        .collect();
-    assert!(
-        calls.iter().all(|c| *c > 0),
-        "some hook was never called: {calls:?}"
-    );
+    let calls: Vec<u64> = hook.calls.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+    assert!(calls.iter().all(|c| *c > 0), "some hook was never called: {calls:?}");
     assert!(report.commit_index > report.acknowledged, "{report:?}");
 }

@@ -50,10 +50,7 @@ fn bind_all(n: u64, tweak: impl Fn(&mut TcpOptions)) -> Vec<TcpTransport> {
 fn tcp_cluster(secret: Option<&str>) -> (Cluster, Vec<TcpTransport>) {
     let transports = bind_all(3, |o| o.secret = secret.map(|s| s.as_bytes().to_vec()));
     let initial = Configuration::voters(
-        transports
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (i as u64 + 1, t.local_addr().to_string())),
+        transports.iter().enumerate().map(|(i, t)| (i as u64 + 1, t.local_addr().to_string())),
     );
     (Cluster::over(initial, transports.clone()), transports)
 }
@@ -83,12 +80,7 @@ fn keeps_electing_and_committing(mut cluster: Cluster) {
 }
 
 fn vote(from: u64, to: u64, epoch: u64) -> Message {
-    Message {
-        from: NodeId(from),
-        to: NodeId(to),
-        epoch,
-        body: Body::VoteReply { granted: true },
-    }
+    Message { from: NodeId(from), to: NodeId(to), epoch, body: Body::VoteReply { granted: true } }
 }
 
 fn attach(t: &TcpTransport, id: u64) -> Receiver<Message> {
@@ -208,9 +200,8 @@ fn shutdown_closes_the_port_and_drops_later_messages() {
 #[test]
 fn random_bytes_are_refused_while_the_cluster_goes_on() {
     let (cluster, ts) = tcp_cluster(None);
-    let garbage: Vec<u8> = (0..4096u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
+    let garbage: Vec<u8> =
+        (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     for addr in addresses(&ts) {
         let mut s = TcpStream::connect(addr).unwrap();
         let _ = s.write_all(&garbage);

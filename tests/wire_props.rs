@@ -39,16 +39,13 @@ fn term() -> impl Strategy<Value = Term> {
 fn append_reply() -> impl Strategy<Value = AppendReply> {
     prop_oneof![
         any::<u64>().prop_map(|match_index| AppendReply::Stored { match_index }),
-        (
-            any::<u64>(),
-            any::<u64>(),
-            proptest::option::of((any::<u64>(), any::<u64>()))
-        )
-            .prop_map(|(prev_index, last_index, conflict)| AppendReply::Mismatch {
+        (any::<u64>(), any::<u64>(), proptest::option::of((any::<u64>(), any::<u64>()))).prop_map(
+            |(prev_index, last_index, conflict)| AppendReply::Mismatch {
                 prev_index,
                 last_index,
                 conflict,
-            }),
+            }
+        ),
     ]
 }
 
@@ -63,10 +60,8 @@ fn body() -> impl Strategy<Value = Body> {
             }
         ),
         append_reply().prop_map(Body::AppendReply),
-        (any::<u64>(), any::<u64>()).prop_map(|(last_index, last_epoch)| Body::VoteRequest {
-            last_index,
-            last_epoch
-        }),
+        (any::<u64>(), any::<u64>())
+            .prop_map(|(last_index, last_epoch)| Body::VoteRequest { last_index, last_epoch }),
         any::<bool>().prop_map(|granted| Body::VoteReply { granted }),
         ("[a-z0-9:.]{0,40}", any::<bool>()).prop_map(|(address, voter)| Body::JoinRequest {
             address,
@@ -79,11 +74,8 @@ fn body() -> impl Strategy<Value = Body> {
 fn join_reply() -> impl Strategy<Value = JoinReply> {
     prop_oneof![
         Just(JoinReply::Accepted),
-        proptest::option::of((any::<u64>(), "[a-z0-9:.]{0,40}")).prop_map(|l| {
-            JoinReply::Redirect {
-                leader: l.map(|(id, a)| (NodeId(id), a)),
-            }
-        }),
+        proptest::option::of((any::<u64>(), "[a-z0-9:.]{0,40}"))
+            .prop_map(|l| { JoinReply::Redirect { leader: l.map(|(id, a)| (NodeId(id), a)) } }),
         ".{0,60}".prop_map(|reason| JoinReply::Refused { reason }),
     ]
 }

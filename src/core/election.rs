@@ -47,31 +47,16 @@ impl<S: LogStore> Core<S> {
         }
         let last_index = self.store.last_index();
         let last_epoch = self.store.epoch_of(last_index).unwrap_or(0);
-        let voters: Vec<NodeId> = self
-            .membership()
-            .voter_ids()
-            .filter(|v| *v != self.id)
-            .collect();
+        let voters: Vec<NodeId> = self.membership().voter_ids().filter(|v| *v != self.id).collect();
         for v in voters {
-            self.send(
-                v,
-                Body::VoteRequest {
-                    last_index,
-                    last_epoch,
-                },
-                out,
-            );
+            self.send(v, Body::VoteRequest { last_index, last_epoch }, out);
         }
         Ok(())
     }
 
     fn won_election(&self) -> bool {
         let config = self.membership();
-        let granted = self
-            .votes
-            .iter()
-            .filter(|(id, g)| **g && config.is_voter(**id))
-            .count();
+        let granted = self.votes.iter().filter(|(id, g)| **g && config.is_voter(**id)).count();
         granted >= config.quorum()
     }
 
@@ -90,23 +75,11 @@ impl<S: LogStore> Core<S> {
         self.counters.terms_as_leader += 1;
 
         let next = self.store.last_index() + 1;
-        let peers: Vec<NodeId> = self
-            .membership()
-            .members
-            .keys()
-            .copied()
-            .filter(|m| *m != self.id)
-            .collect();
-        self.progress = peers
-            .into_iter()
-            .map(|p| (p, Progress::new(next, now)))
-            .collect();
+        let peers: Vec<NodeId> =
+            self.membership().members.keys().copied().filter(|m| *m != self.id).collect();
+        self.progress = peers.into_iter().map(|p| (p, Progress::new(next, now))).collect();
 
-        let noop = Term {
-            index: next,
-            epoch: self.epoch,
-            kind: TermKind::Empty,
-        };
+        let noop = Term { index: next, epoch: self.epoch, kind: TermKind::Empty };
         self.append_to_store(&[noop], out)?;
         let peers: Vec<NodeId> = self.progress.keys().copied().collect();
         for p in peers {

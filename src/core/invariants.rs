@@ -55,10 +55,7 @@ impl<S: LogStore> Core<S> {
                     self.vote
                 );
             }
-            self.watch = Watch {
-                epoch,
-                vote: self.vote,
-            };
+            self.watch = Watch { epoch, vote: self.vote };
         }
     }
 }

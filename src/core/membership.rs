@@ -39,10 +39,7 @@ impl<S: LogStore> Core<S> {
                         Role::Observer
                     }
                 };
-                let member = Member {
-                    address: u.address.clone(),
-                    role,
-                };
+                let member = Member { address: u.address.clone(), role };
                 if config.members.get(&u.id) == Some(&member) {
                     return None;
                 }
@@ -67,16 +64,8 @@ impl<S: LogStore> Core<S> {
         let last = self.store.last_index();
         let margin = self.settings.catch_up_margin;
         let id = self.promotions.iter().copied().find(|id| {
-            let caught_up = self
-                .progress
-                .get(id)
-                .is_some_and(|p| p.match_index + margin >= last);
-            caught_up
-                && self
-                    .membership()
-                    .members
-                    .get(id)
-                    .is_some_and(|m| m.role == Role::Observer)
+            let caught_up = self.progress.get(id).is_some_and(|p| p.match_index + margin >= last);
+            caught_up && self.membership().members.get(id).is_some_and(|m| m.role == Role::Observer)
         })?;
         let mut config = self.membership().clone();
         config.members.get_mut(&id)?.role = Role::Voter;
@@ -111,10 +100,8 @@ impl<S: LogStore> Core<S> {
                 *id
             }
         };
-        let body = Body::JoinRequest {
-            address: self.settings.address.clone(),
-            role: self.settings.role,
-        };
+        let body =
+            Body::JoinRequest { address: self.settings.address.clone(), role: self.settings.role };
         self.send(to, body, out);
         self.join_deadline = now + self.settings.election_max;
     }
@@ -127,11 +114,7 @@ impl<S: LogStore> Core<S> {
             return;
         };
         if self.status == Status::Leader {
-            let request = UpdateNode {
-                id: msg.from,
-                address: address.clone(),
-                role: *role,
-            };
+            let request = UpdateNode { id: msg.from, address: address.clone(), role: *role };
             out.push(Output::JoinRequested(request));
             return;
         }
@@ -139,11 +122,7 @@ impl<S: LogStore> Core<S> {
             let member = self.membership().members.get(&l)?;
             Some((l, member.address.clone()))
         });
-        self.send(
-            msg.from,
-            Body::JoinReply(JoinReply::Redirect { leader }),
-            out,
-        );
+        self.send(msg.from, Body::JoinReply(JoinReply::Redirect { leader }), out);
     }
 
     /// An answer to this node's request to join.
@@ -158,9 +137,7 @@ impl<S: LogStore> Core<S> {
         }
         match reply {
             JoinReply::Accepted | JoinReply::Redirect { leader: None } => {}
-            JoinReply::Redirect {
-                leader: Some((id, address)),
-            } => {
+            JoinReply::Redirect { leader: Some((id, address)) } => {
                 if *id != self.id && !self.settings.join.iter().any(|(k, _)| k == id) {
                     self.settings.join.insert(0, (*id, address.clone()));
                     out.push(Output::Addresses(vec![(*id, address.clone())]));
@@ -174,9 +151,7 @@ impl<S: LogStore> Core<S> {
             }
             JoinReply::Refused { reason } => {
                 self.join_refused = Some(reason.clone());
-                out.push(Output::JoinRefused {
-                    reason: reason.clone(),
-                });
+                out.push(Output::JoinRefused { reason: reason.clone() });
             }
         }
     }
@@ -188,12 +163,7 @@ impl<S: LogStore> Core<S> {
             Ok(()) => JoinReply::Accepted,
             Err(reason) => JoinReply::Refused { reason },
         };
-        Message {
-            from: self.id,
-            to,
-            epoch: self.epoch,
-            body: Body::JoinReply(reply),
-        }
+        Message { from: self.id, to, epoch: self.epoch, body: Body::JoinReply(reply) }
     }
 
     /// After the commit index moved on a leader: members removed by a
@@ -218,10 +188,6 @@ impl<S: LogStore> Core<S> {
 
     /// The members of `config` with their addresses, for the transport.
     pub(super) fn addresses(config: &Configuration) -> Vec<(NodeId, String)> {
-        config
-            .members
-            .iter()
-            .map(|(id, m)| (*id, m.address.clone()))
-            .collect()
+        config.members.iter().map(|(id, m)| (*id, m.address.clone())).collect()
     }
 }

@@ -212,11 +212,7 @@ impl<S: LogStore> Core<S> {
     /// The store failed while reading the log or writing the first term.
     pub fn new(config: &Config, mut store: S, seed: u64, now: Duration) -> Result<Self, CoreError> {
         if let Some(initial) = config.bootstrap().filter(|_| store.last_index() == 0) {
-            let first = Term {
-                index: 1,
-                epoch: 0,
-                kind: TermKind::Config(initial),
-            };
+            let first = Term { index: 1, epoch: 0, kind: TermKind::Config(initial) };
             store.append(&[first])?;
         }
         let configs = load_configs(&store)?;
@@ -306,11 +302,7 @@ impl<S: LogStore> Core<S> {
 
     /// The configuration in force: the last one in the log.
     pub fn membership(&self) -> &Configuration {
-        &self
-            .configs
-            .last()
-            .expect("a log always holds a configuration")
-            .1
+        &self.configs.last().expect("a log always holds a configuration").1
     }
 
     /// Replication progress of each other member; empty unless leader.
@@ -389,11 +381,7 @@ impl<S: LogStore> Core<S> {
 
     fn set_status(&mut self, to: Status, out: &mut Vec<Output>) {
         if self.status != to {
-            out.push(Output::StatusChanged {
-                from: self.status,
-                to,
-                epoch: self.epoch,
-            });
+            out.push(Output::StatusChanged { from: self.status, to, epoch: self.epoch });
             self.status = to;
         }
     }
@@ -401,10 +389,7 @@ impl<S: LogStore> Core<S> {
     fn set_leader(&mut self, leader: Option<NodeId>, out: &mut Vec<Output>) {
         if self.leader != leader {
             self.leader = leader;
-            out.push(Output::LeaderChanged {
-                leader,
-                epoch: self.epoch,
-            });
+            out.push(Output::LeaderChanged { leader, epoch: self.epoch });
         }
     }
 
@@ -414,21 +399,13 @@ impl<S: LogStore> Core<S> {
     }
 
     fn send(&self, to: NodeId, body: crate::message::Body, out: &mut Vec<Output>) {
-        out.push(Output::Send(Message {
-            from: self.id,
-            to,
-            epoch: self.epoch,
-            body,
-        }));
+        out.push(Output::Send(Message { from: self.id, to, epoch: self.epoch, body }));
     }
 
     /// Saves the epoch and the vote; nothing may be answered before this
     /// returns.
     fn persist_hard_state(&mut self) -> Result<(), CoreError> {
-        let state = crate::types::HardState {
-            epoch: self.epoch,
-            vote: self.vote,
-        };
+        let state = crate::types::HardState { epoch: self.epoch, vote: self.vote };
         self.store.save_hard_state(state)?;
         Ok(())
     }
@@ -492,20 +469,12 @@ impl<S: LogStore> Core<S> {
                 // learn of their removal.
                 let config = self.membership().clone();
                 let next = self.store.last_index() + 1;
-                let now = self
-                    .progress
-                    .values()
-                    .map(|p| p.last_heard)
-                    .max()
-                    .unwrap_or_default();
+                let now = self.progress.values().map(|p| p.last_heard).max().unwrap_or_default();
                 for m in config.members.keys().filter(|m| **m != self.id) {
-                    self.progress
-                        .entry(*m)
-                        .or_insert_with(|| Progress::new(next, now));
+                    self.progress.entry(*m).or_insert_with(|| Progress::new(next, now));
                 }
                 let observer = |id: &NodeId| config.members.get(id).map(|m| m.role);
-                self.promotions
-                    .retain(|id| observer(id) == Some(Role::Observer));
+                self.promotions.retain(|id| observer(id) == Some(Role::Observer));
             }
             Status::Pending | Status::Follower => {
                 let to = self.follower_status();
@@ -518,10 +487,7 @@ impl<S: LogStore> Core<S> {
     /// The last index in `0..=upto` whose term has epoch `epoch`, if any.
     /// Epochs never decrease along a log, so a binary search finds it.
     fn last_index_of_epoch(&self, epoch: Epoch, upto: Index) -> Option<Index> {
-        let (mut lo, mut hi) = (
-            self.store.first_index() - 1,
-            upto.min(self.store.last_index()),
-        );
+        let (mut lo, mut hi) = (self.store.first_index() - 1, upto.min(self.store.last_index()));
         // Invariant: epoch_of(lo) <= epoch, and every index above hi is beyond.
         while lo < hi {
             let mid = lo + (hi - lo).div_ceil(2);

@@ -73,26 +73,17 @@ impl<S: LogStore> Core<S> {
         let next = p.next_index;
         let terms = if next <= last {
             let to = last.min(next + self.settings.max_terms_per_message as u64 - 1);
-            self.store
-                .terms(next, to, self.settings.max_bytes_per_message)?
+            self.store.terms(next, to, self.settings.max_bytes_per_message)?
         } else {
             Vec::new()
         };
-        let p = self
-            .progress
-            .get_mut(&peer)
-            .expect("progress checked above");
+        let p = self.progress.get_mut(&peer).expect("progress checked above");
         if p.state == ProgressState::Replicate {
             p.next_index += terms.len() as u64;
         }
         let prev_index = next - 1;
         let prev_epoch = self.store.epoch_of(prev_index).unwrap_or(0);
-        let body = Body::AppendTerms {
-            prev_index,
-            prev_epoch,
-            commit: self.commit,
-            terms,
-        };
+        let body = Body::AppendTerms { prev_index, prev_epoch, commit: self.commit, terms };
         self.send(peer, body, out);
         Ok(())
     }
@@ -105,12 +96,7 @@ impl<S: LogStore> Core<S> {
         now: Duration,
         out: &mut Vec<Output>,
     ) -> Result<(), CoreError> {
-        let Body::AppendTerms {
-            prev_index,
-            prev_epoch,
-            commit: leader_commit,
-            terms,
-        } = &msg.body
+        let Body::AppendTerms { prev_index, prev_epoch, commit: leader_commit, terms } = &msg.body
         else {
             return Ok(());
         };
@@ -127,21 +113,13 @@ impl<S: LogStore> Core<S> {
 
         let last = self.store.last_index();
         if prev_index > last {
-            let reply = AppendReply::Mismatch {
-                prev_index,
-                last_index: last,
-                conflict: None,
-            };
+            let reply = AppendReply::Mismatch { prev_index, last_index: last, conflict: None };
             self.send(msg.from, Body::AppendReply(reply), out);
             return Ok(());
         }
         if let Some(mine) = self.store.epoch_of(prev_index).filter(|e| *e != prev_epoch) {
             let conflict = Some((mine, self.first_index_of_epoch(mine, prev_index)));
-            let reply = AppendReply::Mismatch {
-                prev_index,
-                last_index: last,
-                conflict,
-            };
+            let reply = AppendReply::Mismatch { prev_index, last_index: last, conflict };
             self.send(msg.from, Body::AppendReply(reply), out);
             return Ok(());
         }
@@ -228,20 +206,13 @@ impl<S: LogStore> Core<S> {
                     self.replicate(from, false, out)?;
                 }
             }
-            AppendReply::Mismatch {
-                prev_index,
-                last_index,
-                conflict,
-            } => {
+            AppendReply::Mismatch { prev_index, last_index, conflict } => {
                 if prev_index <= p.match_index || prev_index >= p.next_index {
                     // An answer to a request older than what we know now.
                     return Ok(());
                 }
                 let next = self.next_after_mismatch(prev_index, last_index, conflict);
-                let p = self
-                    .progress
-                    .get_mut(&from)
-                    .expect("progress checked above");
+                let p = self.progress.get_mut(&from).expect("progress checked above");
                 p.next_index = next.clamp(p.match_index + 1, prev_index);
                 p.state = ProgressState::Probe;
                 p.probe_sent = false;
@@ -314,8 +285,5 @@ impl<S: LogStore> Core<S> {
 }
 
 fn malformed(msg: &Message, detail: &str) -> CoreError {
-    CoreError::Malformed {
-        from: msg.from,
-        detail: detail.to_string(),
-    }
+    CoreError::Malformed { from: msg.from, detail: detail.to_string() }
 }

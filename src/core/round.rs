@@ -87,17 +87,9 @@ impl<S: LogStore> Core<S> {
         let terms = kinds
             .into_iter()
             .zip(first_index..)
-            .map(|(kind, index)| Term {
-                index,
-                epoch: self.epoch,
-                kind,
-            })
+            .map(|(kind, index)| Term { index, epoch: self.epoch, kind })
             .collect();
-        Some(Draft {
-            epoch: self.epoch,
-            first_index,
-            terms,
-        })
+        Some(Draft { epoch: self.epoch, first_index, terms })
     }
 
     /// Runs the rest of a round. A draft the application did not approve,
@@ -145,10 +137,7 @@ impl<S: LogStore> Core<S> {
             self.maybe_commit(now, &mut out)?;
         }
         self.check_invariants();
-        Ok(RoundOutcome {
-            appended: true,
-            outputs: out,
-        })
+        Ok(RoundOutcome { appended: true, outputs: out })
     }
 
     /// Counts the negative answers of a round: a member is negative when it

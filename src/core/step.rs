@@ -72,10 +72,7 @@ impl<S: LogStore> Core<S> {
         match &msg.body {
             Body::AppendTerms { .. } => self.handle_append_terms(&msg, now, &mut out)?,
             Body::AppendReply(reply) => self.handle_append_reply(msg.from, reply, now, &mut out)?,
-            Body::VoteRequest {
-                last_index,
-                last_epoch,
-            } => {
+            Body::VoteRequest { last_index, last_epoch } => {
                 let (i, e) = (*last_index, *last_epoch);
                 self.handle_vote_request(&msg, i, e, vote_allowed, now, &mut out)?;
             }
@@ -109,32 +106,18 @@ impl<S: LogStore> Core<S> {
     /// Refuses a message that no correct peer sends, before it changes
     /// anything.
     fn validate(&self, msg: &Message) -> Result<(), CoreError> {
-        let bad = |detail: String| {
-            Err(CoreError::Malformed {
-                from: msg.from,
-                detail,
-            })
-        };
+        let bad = |detail: String| Err(CoreError::Malformed { from: msg.from, detail });
         if msg.to != self.id {
             return bad(format!("addressed to {}, not {}", msg.to, self.id));
         }
         if msg.from == self.id {
             return bad("sent by this node to itself".into());
         }
-        let Body::AppendTerms {
-            prev_index,
-            prev_epoch,
-            terms,
-            ..
-        } = &msg.body
-        else {
+        let Body::AppendTerms { prev_index, prev_epoch, terms, .. } = &msg.body else {
             return Ok(());
         };
         if *prev_epoch > msg.epoch {
-            return bad(format!(
-                "prev_epoch {prev_epoch} above message epoch {}",
-                msg.epoch
-            ));
+            return bad(format!("prev_epoch {prev_epoch} above message epoch {}", msg.epoch));
         }
         let mut epoch = *prev_epoch;
         for (k, t) in terms.iter().enumerate() {
@@ -146,10 +129,7 @@ impl<S: LogStore> Core<S> {
                 ));
             }
             if t.epoch < epoch || t.epoch > msg.epoch {
-                return bad(format!(
-                    "term {} has epoch {} out of order",
-                    t.index, t.epoch
-                ));
+                return bad(format!("term {} has epoch {} out of order", t.index, t.epoch));
             }
             epoch = t.epoch;
         }

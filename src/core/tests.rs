@@ -15,10 +15,7 @@ use crate::types::{
 const MS: Duration = Duration::from_millis(1);
 
 fn config(id: u64, voters: u64) -> Config {
-    Config::new(
-        id,
-        Configuration::voters((1..=voters).map(|i| (i, format!("n{i}")))),
-    )
+    Config::new(id, Configuration::voters((1..=voters).map(|i| (i, format!("n{i}")))))
 }
 
 fn core_with(cfg: &Config, store: MemStore) -> Core<MemStore> {
@@ -39,12 +36,7 @@ fn sends(out: &[Output]) -> Vec<Message> {
 }
 
 fn msg(from: u64, to: u64, epoch: Epoch, body: Body) -> Message {
-    Message {
-        from: NodeId(from),
-        to: NodeId(to),
-        epoch,
-        body,
-    }
+    Message { from: NodeId(from), to: NodeId(to), epoch, body }
 }
 
 fn content(s: &str) -> TermKind {
@@ -55,24 +47,12 @@ fn content(s: &str) -> TermKind {
 /// configuration at index 1, epoch 0).
 fn store_with(cfg: &Config, epochs: &[Epoch], hard_epoch: Epoch) -> MemStore {
     let mut s = MemStore::new();
-    let mut terms = vec![Term {
-        index: 1,
-        epoch: 0,
-        kind: TermKind::Config(cfg.initial.clone()),
-    }];
+    let mut terms = vec![Term { index: 1, epoch: 0, kind: TermKind::Config(cfg.initial.clone()) }];
     for (k, e) in epochs.iter().enumerate() {
-        terms.push(Term {
-            index: k as u64 + 2,
-            epoch: *e,
-            kind: content(&format!("t{k}")),
-        });
+        terms.push(Term { index: k as u64 + 2, epoch: *e, kind: content(&format!("t{k}")) });
     }
     s.append(&terms).unwrap();
-    s.save_hard_state(HardState {
-        epoch: hard_epoch,
-        vote: None,
-    })
-    .unwrap();
+    s.save_hard_state(HardState { epoch: hard_epoch, vote: None }).unwrap();
     s
 }
 
@@ -171,10 +151,7 @@ impl Cluster {
 
     /// Fires node `id`'s election timer and delivers everything that follows.
     fn elect(&mut self, id: u64) {
-        let deadline = self
-            .node(id)
-            .next_deadline()
-            .expect("a voter has a deadline");
+        let deadline = self.node(id).next_deadline().expect("a voter has a deadline");
         self.now = self.now.max(deadline);
         let now = self.now;
         let out = self.node(id).tick(now).unwrap();
@@ -194,20 +171,12 @@ impl Cluster {
     }
 
     fn leaders(&self) -> Vec<u64> {
-        self.nodes
-            .iter()
-            .filter(|c| c.status() == Status::Leader)
-            .map(|c| c.id().0)
-            .collect()
+        self.nodes.iter().filter(|c| c.status() == Status::Leader).map(|c| c.id().0).collect()
     }
 
     fn log(&self, id: u64) -> Vec<(Index, Epoch)> {
         let c = &self.nodes[id as usize - 1];
-        c.store()
-            .all_terms()
-            .iter()
-            .map(|t| (t.index, t.epoch))
-            .collect()
+        c.store().all_terms().iter().map(|t| (t.index, t.epoch)).collect()
     }
 }
 
@@ -227,29 +196,13 @@ fn a_new_store_starts_with_the_initial_configuration_as_term_one() {
 #[test]
 fn a_vote_survives_a_restart_of_the_core_from_its_store() {
     let mut c = core(2, 3);
-    let req = msg(
-        1,
-        2,
-        1,
-        Body::VoteRequest {
-            last_index: 1,
-            last_epoch: 0,
-        },
-    );
+    let req = msg(1, 2, 1, Body::VoteRequest { last_index: 1, last_epoch: 0 });
     let out = c.step(req, MS).unwrap();
     assert_eq!(sends(&out)[0].body, Body::VoteReply { granted: true });
 
     let mut restarted = core_with(&config(2, 3), c.into_store());
     assert_eq!((restarted.epoch(), restarted.vote()), (1, Some(NodeId(1))));
-    let rival = msg(
-        3,
-        2,
-        1,
-        Body::VoteRequest {
-            last_index: 1,
-            last_epoch: 0,
-        },
-    );
+    let rival = msg(3, 2, 1, Body::VoteRequest { last_index: 1, last_epoch: 0 });
     let out = restarted.step(rival, MS).unwrap();
     assert_eq!(sends(&out)[0].body, Body::VoteReply { granted: false });
 }
@@ -263,10 +216,7 @@ fn election_timeouts_are_random_within_the_configured_bounds() {
     for seed in 0..50 {
         let c = Core::new(&cfg, MemStore::new(), seed, Duration::ZERO).unwrap();
         let d = c.next_deadline().unwrap();
-        assert!(
-            d >= cfg.election_timeout_min && d < cfg.election_timeout_max,
-            "{d:?}"
-        );
+        assert!(d >= cfg.election_timeout_min && d < cfg.election_timeout_max, "{d:?}");
         seen.insert(d);
     }
     assert!(seen.len() > 10, "timeouts barely vary: {seen:?}");
@@ -285,35 +235,17 @@ fn a_candidate_increments_the_epoch_votes_for_itself_and_asks_every_voter() {
     let mut c = core(1, 3);
     let d = c.next_deadline().unwrap();
     let out = c.tick(d).unwrap();
-    assert_eq!(
-        (c.status(), c.epoch(), c.vote()),
-        (Status::Candidate, 1, Some(NodeId(1)))
-    );
-    assert_eq!(
-        c.store().hard_state(),
-        HardState {
-            epoch: 1,
-            vote: Some(NodeId(1))
-        }
-    );
+    assert_eq!((c.status(), c.epoch(), c.vote()), (Status::Candidate, 1, Some(NodeId(1))));
+    assert_eq!(c.store().hard_state(), HardState { epoch: 1, vote: Some(NodeId(1)) });
     assert!(out.contains(&Output::StatusChanged {
         from: Status::Follower,
         to: Status::Candidate,
         epoch: 1
     }));
-    let asked: Vec<_> = sends(&out)
-        .into_iter()
-        .map(|m| (m.to.0, m.epoch, m.body))
-        .collect();
-    let req = Body::VoteRequest {
-        last_index: 1,
-        last_epoch: 0,
-    };
+    let asked: Vec<_> = sends(&out).into_iter().map(|m| (m.to.0, m.epoch, m.body)).collect();
+    let req = Body::VoteRequest { last_index: 1, last_epoch: 0 };
     assert_eq!(asked, vec![(2, 1, req.clone()), (3, 1, req)]);
-    assert!(
-        c.next_deadline().unwrap() > d,
-        "a candidate restarts its timer"
-    );
+    assert!(c.next_deadline().unwrap() > d, "a candidate restarts its timer");
 }
 
 #[test]
@@ -339,38 +271,13 @@ fn a_majority_of_voters_elects_the_candidate() {
 #[test]
 fn one_vote_per_epoch_first_come_first_served() {
     let mut c = core(3, 3);
-    let first = msg(
-        1,
-        3,
-        1,
-        Body::VoteRequest {
-            last_index: 1,
-            last_epoch: 0,
-        },
-    );
-    let second = msg(
-        2,
-        3,
-        1,
-        Body::VoteRequest {
-            last_index: 1,
-            last_epoch: 0,
-        },
-    );
+    let first = msg(1, 3, 1, Body::VoteRequest { last_index: 1, last_epoch: 0 });
+    let second = msg(2, 3, 1, Body::VoteRequest { last_index: 1, last_epoch: 0 });
     let again = first.clone();
-    assert_eq!(
-        sends(&c.step(first, MS).unwrap())[0].body,
-        Body::VoteReply { granted: true }
-    );
-    assert_eq!(
-        sends(&c.step(second, MS).unwrap())[0].body,
-        Body::VoteReply { granted: false }
-    );
+    assert_eq!(sends(&c.step(first, MS).unwrap())[0].body, Body::VoteReply { granted: true });
+    assert_eq!(sends(&c.step(second, MS).unwrap())[0].body, Body::VoteReply { granted: false });
     // The same candidate asking again (a lost answer) is granted again.
-    assert_eq!(
-        sends(&c.step(again, MS).unwrap())[0].body,
-        Body::VoteReply { granted: true }
-    );
+    assert_eq!(sends(&c.step(again, MS).unwrap())[0].body, Body::VoteReply { granted: true });
 }
 
 #[test]
@@ -385,15 +292,7 @@ fn a_vote_goes_only_to_a_candidate_whose_log_is_at_least_as_up_to_date() {
     ];
     for ((last_index, last_epoch), expected) in cases {
         let mut c = core_with(&cfg, store_with(&cfg, &[1, 1, 1], 1));
-        let req = msg(
-            1,
-            3,
-            2,
-            Body::VoteRequest {
-                last_index,
-                last_epoch,
-            },
-        );
+        let req = msg(1, 3, 2, Body::VoteRequest { last_index, last_epoch });
         let out = c.step(req, MS).unwrap();
         assert_eq!(
             sends(&out)[0].body,
@@ -413,10 +312,7 @@ fn a_candidate_with_a_stale_log_loses() {
     ];
     let mut cl = Cluster::from_stores(stores);
     cl.elect(1);
-    assert!(
-        cl.leaders().is_empty(),
-        "node 1 has a stale log and must not win"
-    );
+    assert!(cl.leaders().is_empty(), "node 1 has a stale log and must not win");
     cl.elect(2);
     assert_eq!(cl.leaders(), vec![2]);
 }
@@ -424,22 +320,10 @@ fn a_candidate_with_a_stale_log_loses() {
 #[test]
 fn the_application_can_refuse_a_vote() {
     let mut c = core(2, 3);
-    let req = msg(
-        1,
-        2,
-        1,
-        Body::VoteRequest {
-            last_index: 1,
-            last_epoch: 0,
-        },
-    );
+    let req = msg(1, 2, 1, Body::VoteRequest { last_index: 1, last_epoch: 0 });
     let out = c.step_refusing_vote(req, MS).unwrap();
     assert_eq!(sends(&out)[0].body, Body::VoteReply { granted: false });
-    assert_eq!(
-        (c.epoch(), c.vote()),
-        (1, None),
-        "the epoch is still adopted"
-    );
+    assert_eq!((c.epoch(), c.vote()), (1, None), "the epoch is still adopted");
 }
 
 #[test]
@@ -455,27 +339,14 @@ fn a_split_vote_resolves_at_a_later_timeout() {
     }
     let (e1, e2) = (cl.node(1).epoch(), cl.node(2).epoch());
     assert_eq!((e1, e2), (1, 1));
-    let ask = |from, to| {
-        msg(
-            from,
-            to,
-            1,
-            Body::VoteRequest {
-                last_index: 1,
-                last_epoch: 0,
-            },
-        )
-    };
+    let ask = |from, to| msg(from, to, 1, Body::VoteRequest { last_index: 1, last_epoch: 0 });
     for (from, to) in [(1, 3), (2, 4), (1, 4), (2, 3)] {
         let now = cl.now;
         let out = cl.node(to).step(ask(from, to), now).unwrap();
         cl.take(out);
     }
     cl.deliver_all();
-    assert!(
-        cl.leaders().is_empty(),
-        "no candidate has a majority of four"
-    );
+    assert!(cl.leaders().is_empty(), "no candidate has a majority of four");
     assert_eq!(cl.node(1).status(), Status::Candidate);
 
     // The next timeout of either candidate starts epoch 2, which it wins.
@@ -491,21 +362,10 @@ fn a_leader_that_a_quorum_follows_ignores_a_disruptive_vote_request() {
     let mut cl = Cluster::new(3);
     cl.elect(1);
     let now = cl.now;
-    let req = msg(
-        3,
-        1,
-        5,
-        Body::VoteRequest {
-            last_index: 9,
-            last_epoch: 9,
-        },
-    );
+    let req = msg(3, 1, 5, Body::VoteRequest { last_index: 9, last_epoch: 9 });
     let out = cl.node(1).step(req, now).unwrap();
     assert!(out.is_empty(), "{out:?}");
-    assert_eq!(
-        (cl.node(1).status(), cl.node(1).epoch()),
-        (Status::Leader, 1)
-    );
+    assert_eq!((cl.node(1).status(), cl.node(1).epoch()), (Status::Leader, 1));
 }
 
 #[test]
@@ -513,20 +373,9 @@ fn a_follower_that_hears_its_leader_ignores_a_disruptive_vote_request() {
     let mut cl = Cluster::new(3);
     cl.elect(1);
     let now = cl.now;
-    let req = msg(
-        3,
-        2,
-        5,
-        Body::VoteRequest {
-            last_index: 9,
-            last_epoch: 9,
-        },
-    );
+    let req = msg(3, 2, 5, Body::VoteRequest { last_index: 9, last_epoch: 9 });
     assert!(cl.node(2).step(req.clone(), now).unwrap().is_empty());
-    assert_eq!(
-        (cl.node(2).epoch(), cl.node(2).vote()),
-        (1, Some(NodeId(1)))
-    );
+    assert_eq!((cl.node(2).epoch(), cl.node(2).vote()), (1, Some(NodeId(1))));
     // Once the leader has been silent for the shortest election timeout,
     // the same request is a real election.
     let later = now + config(2, 3).election_timeout_min;
@@ -541,15 +390,7 @@ fn a_higher_epoch_turns_a_leader_into_a_follower() {
     cl.elect(1);
     // Past the leader's lease: no answer for the shortest election timeout.
     let now = cl.now + config(1, 3).election_timeout_min;
-    let req = msg(
-        3,
-        1,
-        5,
-        Body::VoteRequest {
-            last_index: 0,
-            last_epoch: 0,
-        },
-    );
+    let req = msg(3, 1, 5, Body::VoteRequest { last_index: 0, last_epoch: 0 });
     let out = cl.node(1).step(req, now).unwrap();
     assert!(out.contains(&Output::StatusChanged {
         from: Status::Leader,
@@ -565,17 +406,9 @@ fn a_higher_epoch_in_an_answer_also_deposes_the_leader() {
     let mut cl = Cluster::new(3);
     cl.elect(1);
     let now = cl.now;
-    let reply = msg(
-        2,
-        1,
-        4,
-        Body::AppendReply(AppendReply::Stored { match_index: 0 }),
-    );
+    let reply = msg(2, 1, 4, Body::AppendReply(AppendReply::Stored { match_index: 0 }));
     cl.node(1).step(reply, now).unwrap();
-    assert_eq!(
-        (cl.node(1).status(), cl.node(1).epoch()),
-        (Status::Follower, 4)
-    );
+    assert_eq!((cl.node(1).status(), cl.node(1).epoch()), (Status::Follower, 4));
 }
 
 #[test]
@@ -584,53 +417,23 @@ fn a_stale_epoch_message_is_answered_with_the_current_epoch_and_changes_nothing(
     cl.elect(1);
     cl.elect(2); // epoch 2, node 2 leads
     assert_eq!(cl.leaders(), vec![2]);
-    let before = (
-        cl.node(3).epoch(),
-        cl.node(3).leader(),
-        cl.log(3),
-        cl.node(3).vote(),
-    );
+    let before = (cl.node(3).epoch(), cl.node(3).leader(), cl.log(3), cl.node(3).vote());
 
     let now = cl.now;
-    let stale_terms = vec![Term {
-        index: 4,
-        epoch: 1,
-        kind: content("old"),
-    }];
-    let stale = Body::AppendTerms {
-        prev_index: 3,
-        prev_epoch: 1,
-        commit: 9,
-        terms: stale_terms,
-    };
+    let stale_terms = vec![Term { index: 4, epoch: 1, kind: content("old") }];
+    let stale = Body::AppendTerms { prev_index: 3, prev_epoch: 1, commit: 9, terms: stale_terms };
     let out = cl.node(3).step(msg(1, 3, 1, stale), now).unwrap();
     let answer = sends(&out);
     assert_eq!(answer.len(), 1);
     assert_eq!((answer[0].to, answer[0].epoch), (NodeId(1), 2));
-    assert!(matches!(
-        answer[0].body,
-        Body::AppendReply(AppendReply::Mismatch { .. })
-    ));
+    assert!(matches!(answer[0].body, Body::AppendReply(AppendReply::Mismatch { .. })));
 
-    let vote = msg(
-        1,
-        3,
-        1,
-        Body::VoteRequest {
-            last_index: 99,
-            last_epoch: 1,
-        },
-    );
+    let vote = msg(1, 3, 1, Body::VoteRequest { last_index: 99, last_epoch: 1 });
     let out = cl.node(3).step(vote, now).unwrap();
     assert_eq!(sends(&out)[0].body, Body::VoteReply { granted: false });
     assert_eq!(sends(&out)[0].epoch, 2);
 
-    let after = (
-        cl.node(3).epoch(),
-        cl.node(3).leader(),
-        cl.log(3),
-        cl.node(3).vote(),
-    );
+    let after = (cl.node(3).epoch(), cl.node(3).leader(), cl.log(3), cl.node(3).vote());
     assert_eq!(before, after);
 }
 
@@ -644,19 +447,8 @@ fn an_observer_never_stands_nor_votes_and_counts_in_no_quorum() {
     assert_eq!(obs.next_deadline(), None);
     assert!(obs.tick(Duration::from_secs(3600)).unwrap().is_empty());
     assert_eq!((obs.status(), obs.epoch()), (Status::Follower, 0));
-    let req = msg(
-        1,
-        3,
-        1,
-        Body::VoteRequest {
-            last_index: 9,
-            last_epoch: 9,
-        },
-    );
-    assert_eq!(
-        sends(&obs.step(req, MS).unwrap())[0].body,
-        Body::VoteReply { granted: false }
-    );
+    let req = msg(1, 3, 1, Body::VoteRequest { last_index: 9, last_epoch: 9 });
+    assert_eq!(sends(&obs.step(req, MS).unwrap())[0].body, Body::VoteReply { granted: false });
 
     assert_eq!(initial.quorum(), 2, "two voters: a quorum is both");
     let voter = core_with(&Config::new(1, initial), MemStore::new());
@@ -670,9 +462,7 @@ fn an_observer_never_stands_nor_votes_and_counts_in_no_quorum() {
 #[test]
 fn an_observer_receives_every_term() {
     let initial = Configuration::voters([(1, "a"), (2, "b")]).with(3, "c", Role::Observer);
-    let cfgs = (1..=3)
-        .map(|i| (Config::new(i, initial.clone()), MemStore::new()))
-        .collect();
+    let cfgs = (1..=3).map(|i| (Config::new(i, initial.clone()), MemStore::new())).collect();
     let mut cl = Cluster::from_stores(cfgs);
     cl.elect(1);
     cl.round(1, &["x", "y"]);
@@ -689,17 +479,8 @@ fn a_node_absent_from_the_configuration_is_pending_until_a_configuration_names_i
     assert_eq!(c.next_deadline(), None);
 
     let joined = initial.with(4, "d", Role::Voter);
-    let terms = vec![Term {
-        index: 2,
-        epoch: 1,
-        kind: TermKind::Config(joined),
-    }];
-    let append = Body::AppendTerms {
-        prev_index: 1,
-        prev_epoch: 0,
-        commit: 1,
-        terms,
-    };
+    let terms = vec![Term { index: 2, epoch: 1, kind: TermKind::Config(joined) }];
+    let append = Body::AppendTerms { prev_index: 1, prev_epoch: 0, commit: 1, terms };
     let out = c.step(msg(1, 4, 1, append), MS).unwrap();
     assert!(out.contains(&Output::StatusChanged {
         from: Status::Pending,
@@ -741,34 +522,18 @@ fn a_term_does_not_commit_without_a_majority() {
     cl.elect(1);
     cl.isolate(1);
     cl.round(1, &["a"]);
-    assert_eq!(
-        cl.node(1).commit_index(),
-        2,
-        "only the empty term of epoch 1 committed"
-    );
+    assert_eq!(cl.node(1).commit_index(), 2, "only the empty term of epoch 1 committed");
 }
 
 #[test]
 fn a_follower_commit_index_never_passes_what_it_verified() {
     let mut c = core(2, 3);
-    let terms = vec![Term {
-        index: 2,
-        epoch: 1,
-        kind: content("a"),
-    }];
-    let append = Body::AppendTerms {
-        prev_index: 1,
-        prev_epoch: 0,
-        commit: 50,
-        terms,
-    };
+    let terms = vec![Term { index: 2, epoch: 1, kind: content("a") }];
+    let append = Body::AppendTerms { prev_index: 1, prev_epoch: 0, commit: 50, terms };
     let out = c.step(msg(1, 2, 1, append), MS).unwrap();
     assert_eq!(c.commit_index(), 2);
     assert!(out.contains(&Output::Committed { index: 2 }));
-    assert_eq!(
-        sends(&out)[0].body,
-        Body::AppendReply(AppendReply::Stored { match_index: 2 })
-    );
+    assert_eq!(sends(&out)[0].body, Body::AppendReply(AppendReply::Stored { match_index: 2 }));
 }
 
 #[test]
@@ -776,32 +541,14 @@ fn a_follower_refuses_terms_that_do_not_follow_a_matching_term() {
     let cfg = config(2, 3);
     let mut c = core_with(&cfg, store_with(&cfg, &[1, 1, 2], 2));
     // Its term 4 has epoch 2; the leader says epoch 3 there.
-    let append = Body::AppendTerms {
-        prev_index: 4,
-        prev_epoch: 3,
-        commit: 0,
-        terms: vec![],
-    };
+    let append = Body::AppendTerms { prev_index: 4, prev_epoch: 3, commit: 0, terms: vec![] };
     let out = c.step(msg(1, 2, 3, append), MS).unwrap();
-    let reply = AppendReply::Mismatch {
-        prev_index: 4,
-        last_index: 4,
-        conflict: Some((2, 4)),
-    };
+    let reply = AppendReply::Mismatch { prev_index: 4, last_index: 4, conflict: Some((2, 4)) };
     assert_eq!(sends(&out)[0].body, Body::AppendReply(reply));
     // A leader that is ahead of it.
-    let append = Body::AppendTerms {
-        prev_index: 9,
-        prev_epoch: 3,
-        commit: 0,
-        terms: vec![],
-    };
+    let append = Body::AppendTerms { prev_index: 9, prev_epoch: 3, commit: 0, terms: vec![] };
     let out = c.step(msg(1, 2, 3, append), MS).unwrap();
-    let reply = AppendReply::Mismatch {
-        prev_index: 9,
-        last_index: 4,
-        conflict: None,
-    };
+    let reply = AppendReply::Mismatch { prev_index: 9, last_index: 4, conflict: None };
     assert_eq!(sends(&out)[0].body, Body::AppendReply(reply));
     assert_eq!(c.last_index(), 4, "nothing changed in the log");
 }
@@ -811,65 +558,27 @@ fn a_follower_truncates_a_conflicting_suffix_and_appends() {
     let cfg = config(2, 3);
     let mut c = core_with(&cfg, store_with(&cfg, &[1, 1, 1, 1], 1));
     let terms = vec![
-        Term {
-            index: 3,
-            epoch: 1,
-            kind: content("t1"),
-        },
-        Term {
-            index: 4,
-            epoch: 2,
-            kind: content("new"),
-        },
+        Term { index: 3, epoch: 1, kind: content("t1") },
+        Term { index: 4, epoch: 2, kind: content("new") },
     ];
-    let append = Body::AppendTerms {
-        prev_index: 2,
-        prev_epoch: 1,
-        commit: 0,
-        terms,
-    };
+    let append = Body::AppendTerms { prev_index: 2, prev_epoch: 1, commit: 0, terms };
     let out = c.step(msg(1, 2, 2, append), MS).unwrap();
     assert!(out.contains(&Output::Truncated { from: 4 }));
-    let log: Vec<_> = c
-        .store()
-        .all_terms()
-        .iter()
-        .map(|t| (t.index, t.epoch))
-        .collect();
+    let log: Vec<_> = c.store().all_terms().iter().map(|t| (t.index, t.epoch)).collect();
     assert_eq!(log, vec![(1, 0), (2, 1), (3, 1), (4, 2)]);
-    assert_eq!(
-        sends(&out)[0].body,
-        Body::AppendReply(AppendReply::Stored { match_index: 4 })
-    );
+    assert_eq!(sends(&out)[0].body, Body::AppendReply(AppendReply::Stored { match_index: 4 }));
 }
 
 #[test]
 fn a_duplicate_or_reordered_append_never_truncates_matching_terms() {
     let mut c = core(2, 3);
-    let t = |i| Term {
-        index: i,
-        epoch: 1,
-        kind: content("x"),
-    };
-    let long = Body::AppendTerms {
-        prev_index: 1,
-        prev_epoch: 0,
-        commit: 0,
-        terms: vec![t(2), t(3)],
-    };
-    let short = Body::AppendTerms {
-        prev_index: 1,
-        prev_epoch: 0,
-        commit: 0,
-        terms: vec![t(2)],
-    };
+    let t = |i| Term { index: i, epoch: 1, kind: content("x") };
+    let long =
+        Body::AppendTerms { prev_index: 1, prev_epoch: 0, commit: 0, terms: vec![t(2), t(3)] };
+    let short = Body::AppendTerms { prev_index: 1, prev_epoch: 0, commit: 0, terms: vec![t(2)] };
     c.step(msg(1, 2, 1, long), MS).unwrap();
     let out = c.step(msg(1, 2, 1, short), MS).unwrap();
-    assert_eq!(
-        c.last_index(),
-        3,
-        "an older, shorter request must not cut the log"
-    );
+    assert_eq!(c.last_index(), 3, "an older, shorter request must not cut the log");
     assert!(!out.iter().any(|o| matches!(o, Output::Truncated { .. })));
 }
 
@@ -910,10 +619,7 @@ fn a_follower_far_behind_with_conflicting_terms_converges_in_a_few_round_trips()
         messages_to_2 += cl.round_counting(1, &["p"], 2);
     }
     assert_eq!(cl.log(2), cl.log(1));
-    assert!(
-        messages_to_2 < 40,
-        "converged only after {messages_to_2} messages"
-    );
+    assert!(messages_to_2 < 40, "converged only after {messages_to_2} messages");
 }
 
 #[test]
@@ -946,31 +652,14 @@ fn terms_of_earlier_epochs_are_never_committed_by_counting() {
     assert_eq!(s1.status(), Status::Leader);
     // S2 and S3 report index 3 stored, not the empty term at index 4.
     for v in [2, 3] {
-        let stored = msg(
-            v,
-            1,
-            4,
-            Body::AppendReply(AppendReply::Stored { match_index: 3 }),
-        );
+        let stored = msg(v, 1, 4, Body::AppendReply(AppendReply::Stored { match_index: 3 }));
         let out = s1.step(stored, t).unwrap();
-        assert!(
-            !out.iter().any(|o| matches!(o, Output::Committed { .. })),
-            "{out:?}"
-        );
+        assert!(!out.iter().any(|o| matches!(o, Output::Committed { .. })), "{out:?}");
     }
-    assert_eq!(
-        s1.commit_index(),
-        0,
-        "a term of epoch 2 was committed by counting in epoch 4"
-    );
+    assert_eq!(s1.commit_index(), 0, "a term of epoch 2 was committed by counting in epoch 4");
     // Once a majority stores the term of epoch 4, both commit.
     for v in [2, 3] {
-        let stored = msg(
-            v,
-            1,
-            4,
-            Body::AppendReply(AppendReply::Stored { match_index: 4 }),
-        );
+        let stored = msg(v, 1, 4, Body::AppendReply(AppendReply::Stored { match_index: 4 }));
         s1.step(stored, t).unwrap();
     }
     assert_eq!(s1.commit_index(), 4);
@@ -996,25 +685,13 @@ fn a_configuration_term_changes_the_quorum_as_soon_as_it_is_in_the_log() {
     cl.elect(1);
     let mut bigger = cl.node(1).membership().clone();
     for i in [4, 5] {
-        bigger.members.insert(
-            NodeId(i),
-            Member {
-                address: format!("n{i}"),
-                role: Role::Voter,
-            },
-        );
+        bigger.members.insert(NodeId(i), Member { address: format!("n{i}"), role: Role::Voter });
     }
-    let draft = cl
-        .node(1)
-        .draft_round(vec![TermKind::Config(bigger)])
-        .unwrap();
+    let draft = cl.node(1).draft_round(vec![TermKind::Config(bigger)]).unwrap();
     let now = cl.now;
     let outcome = cl.node(1).send_round(draft, true, now).unwrap();
     assert_eq!(cl.node(1).membership().quorum(), 3);
-    assert!(
-        cl.node(1).progress().contains_key(&NodeId(5)),
-        "new members get progress"
-    );
+    assert!(cl.node(1).progress().contains_key(&NodeId(5)), "new members get progress");
     // Nodes 4 and 5 do not exist here: with 1, 2, 3 storing it the term has
     // three of five, a majority, and commits.
     cl.take(outcome.outputs);
@@ -1031,14 +708,8 @@ fn choose_work_takes_what_there_is_and_picks_at_random_when_both_pools_hold_work
     assert_eq!(c.choose_work(false, false), Work::Nothing);
     assert_eq!(c.choose_work(true, false), Work::UpdateNode);
     assert_eq!(c.choose_work(false, true), Work::Terms);
-    let picks: BTreeSet<_> = (0..64)
-        .map(|_| format!("{:?}", c.choose_work(true, true)))
-        .collect();
-    assert_eq!(
-        picks.len(),
-        2,
-        "both pools must be chosen at times: {picks:?}"
-    );
+    let picks: BTreeSet<_> = (0..64).map(|_| format!("{:?}", c.choose_work(true, true))).collect();
+    assert_eq!(picks.len(), 2, "both pools must be chosen at times: {picks:?}");
 }
 
 #[test]
@@ -1092,8 +763,7 @@ fn a_round_sends_to_followers_in_shuffled_order() {
         let d = c.next_deadline().unwrap();
         c.tick(d).unwrap();
         for v in [2, 3] {
-            c.step(msg(v, 1, 1, Body::VoteReply { granted: true }), d)
-                .unwrap();
+            c.step(msg(v, 1, 1, Body::VoteReply { granted: true }), d).unwrap();
         }
         let draft = c.draft_round(vec![]).unwrap();
         let outcome = c.send_round(draft, true, d).unwrap();
@@ -1136,22 +806,10 @@ fn a_leader_cut_off_from_half_of_its_voters_steps_down() {
     assert_eq!(leader.status(), Status::Follower);
     assert_eq!(leader.leader(), None);
     assert!(leader.counters().negatives >= 2);
-    assert!(out.iter().any(|o| matches!(
-        o,
-        Output::StatusChanged {
-            to: Status::Follower,
-            ..
-        }
-    )));
+    assert!(out.iter().any(|o| matches!(o, Output::StatusChanged { to: Status::Follower, .. })));
     let (leader, out) = leader_after_silence(5, &[2, 3, 4]);
     assert_eq!(leader.status(), Status::Follower);
-    assert!(out.iter().any(|o| matches!(
-        o,
-        Output::StatusChanged {
-            to: Status::Follower,
-            ..
-        }
-    )));
+    assert!(out.iter().any(|o| matches!(o, Output::StatusChanged { to: Status::Follower, .. })));
 }
 
 #[test]
@@ -1163,18 +821,12 @@ fn a_silent_follower_is_reported_lost_once() {
     for _ in 0..6 {
         cl.now += Duration::from_millis(100);
         let out = cl.round(1, &[]).outputs;
-        reports += out
-            .iter()
-            .filter(|o| **o == Output::LostConnection { peer: NodeId(3) })
-            .count();
+        reports += out.iter().filter(|o| **o == Output::LostConnection { peer: NodeId(3) }).count();
     }
     assert_eq!(reports, 1);
     cl.heal();
     cl.round(1, &[]);
-    assert!(
-        !cl.node(1).progress()[&NodeId(3)].lost,
-        "an answer clears the mark"
-    );
+    assert!(!cl.node(1).progress()[&NodeId(3)].lost, "an answer clears the mark");
 }
 
 // ---- Bad input ----
@@ -1182,11 +834,7 @@ fn a_silent_follower_is_reported_lost_once() {
 #[test]
 fn malformed_messages_are_refused_and_change_nothing() {
     let mut c = core(2, 3);
-    let t = |i, e| Term {
-        index: i,
-        epoch: e,
-        kind: content("x"),
-    };
+    let t = |i, e| Term { index: i, epoch: e, kind: content("x") };
     let bad = [
         msg(1, 9, 1, Body::VoteReply { granted: true }),
         msg(2, 2, 1, Body::VoteReply { granted: true }),
@@ -1194,35 +842,15 @@ fn malformed_messages_are_refused_and_change_nothing() {
             1,
             2,
             1,
-            Body::AppendTerms {
-                prev_index: 1,
-                prev_epoch: 0,
-                commit: 0,
-                terms: vec![t(3, 1)],
-            },
+            Body::AppendTerms { prev_index: 1, prev_epoch: 0, commit: 0, terms: vec![t(3, 1)] },
         ),
         msg(
             1,
             2,
             1,
-            Body::AppendTerms {
-                prev_index: 1,
-                prev_epoch: 0,
-                commit: 0,
-                terms: vec![t(2, 5)],
-            },
+            Body::AppendTerms { prev_index: 1, prev_epoch: 0, commit: 0, terms: vec![t(2, 5)] },
         ),
-        msg(
-            1,
-            2,
-            1,
-            Body::AppendTerms {
-                prev_index: 1,
-                prev_epoch: 3,
-                commit: 0,
-                terms: vec![],
-            },
-        ),
+        msg(1, 2, 1, Body::AppendTerms { prev_index: 1, prev_epoch: 3, commit: 0, terms: vec![] }),
         msg(
             1,
             2,
@@ -1245,25 +873,13 @@ fn malformed_messages_are_refused_and_change_nothing() {
 #[test]
 fn a_leader_refuses_to_replace_a_committed_term() {
     let mut c = core(2, 3);
-    let t = |i, e, s| Term {
-        index: i,
-        epoch: e,
-        kind: content(s),
-    };
-    let ok = Body::AppendTerms {
-        prev_index: 1,
-        prev_epoch: 0,
-        commit: 2,
-        terms: vec![t(2, 1, "a")],
-    };
+    let t = |i, e, s| Term { index: i, epoch: e, kind: content(s) };
+    let ok =
+        Body::AppendTerms { prev_index: 1, prev_epoch: 0, commit: 2, terms: vec![t(2, 1, "a")] };
     c.step(msg(1, 2, 1, ok), MS).unwrap();
     assert_eq!(c.commit_index(), 2);
-    let evil = Body::AppendTerms {
-        prev_index: 1,
-        prev_epoch: 0,
-        commit: 2,
-        terms: vec![t(2, 2, "b")],
-    };
+    let evil =
+        Body::AppendTerms { prev_index: 1, prev_epoch: 0, commit: 2, terms: vec![t(2, 2, "b")] };
     let err = c.step(msg(3, 2, 2, evil), MS).unwrap_err();
     assert!(matches!(err, CoreError::Malformed { .. }));
     assert_eq!(c.store().all_terms()[1].epoch, 1);
@@ -1273,12 +889,7 @@ fn a_leader_refuses_to_replace_a_committed_term() {
 fn two_leaders_in_one_epoch_is_refused() {
     let mut cl = Cluster::new(3);
     cl.elect(1);
-    let hb = Body::AppendTerms {
-        prev_index: 2,
-        prev_epoch: 1,
-        commit: 0,
-        terms: vec![],
-    };
+    let hb = Body::AppendTerms { prev_index: 2, prev_epoch: 1, commit: 0, terms: vec![] };
     let now = cl.now;
     let err = cl.node(1).step(msg(2, 1, 1, hb), now).unwrap_err();
     assert!(matches!(err, CoreError::Malformed { .. }));
@@ -1288,19 +899,12 @@ fn two_leaders_in_one_epoch_is_refused() {
 // ---- Membership (dissertation §4.1) ----
 
 fn update(id: u64, role: Role) -> MembershipChange {
-    MembershipChange::Update(UpdateNode {
-        id: NodeId(id),
-        address: format!("n{id}"),
-        role,
-    })
+    MembershipChange::Update(UpdateNode { id: NodeId(id), address: format!("n{id}"), role })
 }
 
 /// Runs a round carrying `config` on `id` and delivers everything.
 fn change(cl: &mut Cluster, id: u64, config: Configuration) {
-    let draft = cl
-        .node(id)
-        .draft_round(vec![TermKind::Config(config)])
-        .unwrap();
+    let draft = cl.node(id).draft_round(vec![TermKind::Config(config)]).unwrap();
     let now = cl.now;
     let outcome = cl.node(id).send_round(draft, true, now).unwrap();
     assert!(outcome.appended);
@@ -1316,13 +920,9 @@ fn a_new_leader_starts_no_change_before_it_commits_a_term_of_its_own_epoch() {
     let mut c = core(1, 3);
     let d = c.next_deadline().unwrap();
     c.tick(d).unwrap();
-    c.step(msg(2, 1, 1, Body::VoteReply { granted: true }), d)
-        .unwrap();
+    c.step(msg(2, 1, 1, Body::VoteReply { granted: true }), d).unwrap();
     assert_eq!(c.status(), Status::Leader);
-    assert!(
-        !c.can_change_membership(),
-        "its empty term is not committed yet"
-    );
+    assert!(!c.can_change_membership(), "its empty term is not committed yet");
     let stored = Body::AppendReply(AppendReply::Stored { match_index: 2 });
     c.step(msg(2, 1, 1, stored), d).unwrap();
     assert_eq!(c.commit_index(), 2);
@@ -1335,15 +935,9 @@ fn a_second_change_waits_until_the_first_commits() {
     cl.elect(1);
     cl.isolate(2);
     cl.isolate(3);
-    let config = cl
-        .node(1)
-        .membership_change(&update(4, Role::Observer))
-        .unwrap();
+    let config = cl.node(1).membership_change(&update(4, Role::Observer)).unwrap();
     change(&mut cl, 1, config);
-    assert!(
-        !cl.node(1).can_change_membership(),
-        "the first change is not committed"
-    );
+    assert!(!cl.node(1).can_change_membership(), "the first change is not committed");
     cl.heal();
     cl.round(1, &[]);
     assert!(cl.node(1).can_change_membership());
@@ -1352,39 +946,25 @@ fn a_second_change_waits_until_the_first_commits() {
 #[test]
 fn a_joining_voter_enters_as_an_observer_and_is_promoted_once_caught_up() {
     let mut cl = Cluster::new(3);
-    cl.nodes.push(core_with(
-        &Config::join(4, "n4", Role::Voter, [(1, "n1".into())]),
-        MemStore::new(),
-    ));
+    cl.nodes
+        .push(core_with(&Config::join(4, "n4", Role::Voter, [(1, "n1".into())]), MemStore::new()));
     cl.elect(1);
     for _ in 0..3 {
         cl.round(1, &["a", "b"]);
     }
-    let config = cl
-        .node(1)
-        .membership_change(&update(4, Role::Voter))
-        .unwrap();
+    let config = cl.node(1).membership_change(&update(4, Role::Voter)).unwrap();
     assert_eq!(config.members[&NodeId(4)].role, Role::Observer);
-    assert!(
-        cl.node(1).ready_promotion().is_none(),
-        "not caught up, no change may start"
-    );
+    assert!(cl.node(1).ready_promotion().is_none(), "not caught up, no change may start");
     change(&mut cl, 1, config);
     assert_eq!(cl.node(4).status(), Status::Follower);
     assert!(!cl.node(4).membership().is_voter(NodeId(4)));
     cl.round(1, &[]);
 
-    let promoted = cl
-        .node(1)
-        .ready_promotion()
-        .expect("caught up and committed");
+    let promoted = cl.node(1).ready_promotion().expect("caught up and committed");
     assert!(promoted.is_voter(NodeId(4)));
     change(&mut cl, 1, promoted);
     assert!(cl.node(4).membership().is_voter(NodeId(4)));
-    assert!(
-        cl.node(4).next_deadline().is_some(),
-        "a voter stands when its leader is silent"
-    );
+    assert!(cl.node(4).next_deadline().is_some(), "a voter stands when its leader is silent");
     assert_eq!(cl.node(1).membership().quorum(), 3);
 }
 
@@ -1392,17 +972,10 @@ fn a_joining_voter_enters_as_an_observer_and_is_promoted_once_caught_up() {
 fn a_removed_leader_steps_down_once_the_removal_commits() {
     let mut cl = Cluster::new(3);
     cl.elect(1);
-    let config = cl
-        .node(1)
-        .membership_change(&MembershipChange::Remove(NodeId(1)))
-        .unwrap();
+    let config = cl.node(1).membership_change(&MembershipChange::Remove(NodeId(1))).unwrap();
     change(&mut cl, 1, config);
     assert_eq!(cl.node(1).status(), Status::Pending);
-    assert_eq!(
-        cl.node(1).next_deadline(),
-        None,
-        "a removed node never stands again"
-    );
+    assert_eq!(cl.node(1).next_deadline(), None, "a removed node never stands again");
     cl.elect(2);
     assert_eq!(cl.leaders(), vec![2]);
 }
@@ -1411,61 +984,38 @@ fn a_removed_leader_steps_down_once_the_removal_commits() {
 fn a_removed_follower_learns_of_its_removal_and_stops_standing() {
     let mut cl = Cluster::new(3);
     cl.elect(1);
-    let config = cl
-        .node(1)
-        .membership_change(&MembershipChange::Remove(NodeId(3)))
-        .unwrap();
+    let config = cl.node(1).membership_change(&MembershipChange::Remove(NodeId(3))).unwrap();
     change(&mut cl, 1, config);
     assert_eq!(cl.node(3).status(), Status::Pending);
     assert_eq!(cl.node(3).next_deadline(), None);
-    assert!(
-        !cl.node(1).progress().contains_key(&NodeId(3)),
-        "dropped once committed"
-    );
+    assert!(!cl.node(1).progress().contains_key(&NodeId(3)), "dropped once committed");
 }
 
 #[test]
 fn the_last_voter_cannot_be_removed() {
     let mut cl = Cluster::new(1);
     cl.elect(1);
-    assert_eq!(
-        cl.node(1)
-            .membership_change(&MembershipChange::Remove(NodeId(1))),
-        None
-    );
+    assert_eq!(cl.node(1).membership_change(&MembershipChange::Remove(NodeId(1))), None);
 }
 
 #[test]
 fn a_node_outside_the_configuration_asks_the_known_nodes_in_turn() {
     let known = [(1, "n1".to_string()), (2, "n2".to_string())];
-    let mut c = core_with(
-        &Config::join(9, "n9", Role::Observer, known),
-        MemStore::new(),
-    );
+    let mut c = core_with(&Config::join(9, "n9", Role::Observer, known), MemStore::new());
     assert_eq!((c.status(), c.last_index()), (Status::Pending, 0));
     let mut asked = Vec::new();
     for _ in 0..3 {
         let d = c.next_deadline().expect("a joining node keeps asking");
         for m in sends(&c.tick(d).unwrap()) {
-            assert_eq!(
-                m.body,
-                Body::JoinRequest {
-                    address: "n9".into(),
-                    role: Role::Observer
-                }
-            );
+            assert_eq!(m.body, Body::JoinRequest { address: "n9".into(), role: Role::Observer });
             asked.push(m.to.0);
         }
     }
     assert_eq!(asked, vec![1, 2, 1]);
 
-    let refused = Body::JoinReply(JoinReply::Refused {
-        reason: "full".into(),
-    });
+    let refused = Body::JoinReply(JoinReply::Refused { reason: "full".into() });
     let out = c.step(msg(1, 9, 3, refused), MS).unwrap();
-    assert!(out.contains(&Output::JoinRefused {
-        reason: "full".into()
-    }));
+    assert!(out.contains(&Output::JoinRefused { reason: "full".into() }));
     assert_eq!(c.next_deadline(), None, "a refused node stops asking");
 }
 
@@ -1474,23 +1024,13 @@ fn a_member_that_does_not_lead_names_the_leader_to_a_joining_node() {
     let mut cl = Cluster::new(3);
     cl.elect(1);
     let now = cl.now;
-    let req = Body::JoinRequest {
-        address: "n9".into(),
-        role: Role::Voter,
-    };
+    let req = Body::JoinRequest { address: "n9".into(), role: Role::Voter };
     let out = cl.node(2).step(msg(9, 2, 0, req.clone()), now).unwrap();
     let leader = Some((NodeId(1), "n1".to_string()));
-    assert_eq!(
-        sends(&out)[0].body,
-        Body::JoinReply(JoinReply::Redirect { leader })
-    );
+    assert_eq!(sends(&out)[0].body, Body::JoinReply(JoinReply::Redirect { leader }));
     // The leader hands the request to the application.
     let out = cl.node(1).step(msg(9, 1, 0, req), now).unwrap();
-    let request = UpdateNode {
-        id: NodeId(9),
-        address: "n9".into(),
-        role: Role::Voter,
-    };
+    let request = UpdateNode { id: NodeId(9), address: "n9".into(), role: Role::Voter };
     assert_eq!(out, vec![Output::JoinRequested(request)]);
 }
 
@@ -1503,9 +1043,5 @@ fn a_lone_voter_with_nothing_to_join_founds_a_cluster_of_one() {
     c.tick(d).unwrap();
     assert_eq!(c.status(), Status::Leader);
     let observer = Config::join(5, "n5", Role::Observer, []);
-    assert!(observer
-        .validate()
-        .unwrap_err()
-        .to_string()
-        .contains("no cluster to join"));
+    assert!(observer.validate().unwrap_err().to_string().contains("no cluster to join"));
 }

@@ -125,20 +125,11 @@ impl Node {
         let (inbox_tx, inbox_rx) = crossbeam_channel::bounded(config.inbox_capacity);
         let (shutdown, shutdown_rx) = crossbeam_channel::bounded(0);
         let inbox = Inbox::new(inbox_tx);
-        let shared = Arc::new(Shared::new(
-            config,
-            core,
-            Arc::new(transport),
-            Arc::new(hook),
-        ));
+        let shared = Arc::new(Shared::new(config, core, Arc::new(transport), Arc::new(hook)));
         shared.transport.attach(shared.id, inbox.clone());
         {
             let core = shared.core.lock();
-            let members = core
-                .membership()
-                .members
-                .iter()
-                .map(|(id, m)| (*id, &m.address));
+            let members = core.membership().members.iter().map(|(id, m)| (*id, &m.address));
             let known = shared.config.join.iter().map(|(id, a)| (*id, a));
             for (id, address) in members.chain(known).filter(|(id, _)| *id != shared.id) {
                 shared.transport.add_peer(id, address);
@@ -150,12 +141,7 @@ impl Node {
             .name(format!("hookraft-node-{}", shared.id.0))
             .spawn(move || run(runner, inbox_rx, shutdown_rx))?;
         log::info!("node={} started", shared.id);
-        Ok(Node {
-            shared,
-            inbox,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
-        })
+        Ok(Node { shared, inbox, shutdown: Some(shutdown), thread: Some(thread) })
     }
 
     /// This node's id.
@@ -192,8 +178,7 @@ impl Node {
         timeout: Duration,
         mut check: impl FnMut(&NodeStatus) -> bool,
     ) -> Option<NodeStatus> {
-        self.shared
-            .wait_until(timeout, || Some(self.status()).filter(|s| check(s)))
+        self.shared.wait_until(timeout, || Some(self.status()).filter(|s| check(s)))
     }
 
     /// How many leader worker threads of this node are running: 1 while it
@@ -267,10 +252,7 @@ impl Node {
     /// [`UpdateError::PoolFull`], or [`UpdateError::Stopped`].
     pub fn update_node(&self, request: UpdateNode) -> Result<(), UpdateError> {
         self.check_leading()?;
-        self.shared
-            .hook
-            .update_node(&request)
-            .map_err(UpdateError::Refused)?;
+        self.shared.hook.update_node(&request).map_err(UpdateError::Refused)?;
         self.queue(MembershipChange::Update(request))
     }
 
@@ -299,9 +281,7 @@ impl Node {
     }
 
     fn queue(&self, change: MembershipChange) -> Result<(), UpdateError> {
-        self.shared
-            .queue_change(change)
-            .map_err(|_| UpdateError::PoolFull)
+        self.shared.queue_change(change).map_err(|_| UpdateError::PoolFull)
     }
 
     fn submit(
@@ -318,14 +298,7 @@ impl Node {
             return Err(ProposeError::NotLeader { leader });
         }
         let (proposal, done) = Proposal::new();
-        push(
-            &self.shared.terms_tx,
-            Pending {
-                content,
-                epoch,
-                done,
-            },
-        )?;
+        push(&self.shared.terms_tx, Pending { content, epoch, done })?;
         if self.shared.stopped.load(Ordering::SeqCst) {
             // The node stopped while the proposal went in: nobody else will
             // empty the pool.
@@ -387,12 +360,7 @@ fn run(shared: Arc<Shared>, inbox: Receiver<Message>, shutdown: Receiver<()>) {
 /// Asks the application what it has a say in, then hands the message to
 /// the core. The hooks run before the lock is taken.
 fn handle_message(shared: &Arc<Shared>, mut msg: Message) {
-    log::trace!(
-        "node={} received {:?} from {}",
-        shared.id,
-        msg.body,
-        msg.from
-    );
+    log::trace!("node={} received {:?} from {}", shared.id, msg.body, msg.from);
     let mut vote_allowed = true;
     match &mut msg.body {
         Body::VoteRequest { .. } => vote_allowed = shared.hook.request_vote(msg.from, msg.epoch),
@@ -405,11 +373,8 @@ fn handle_message(shared: &Arc<Shared>, mut msg: Message) {
     }
     let now = shared.now();
     shared.with_core(|core| {
-        let out = if vote_allowed {
-            core.step(msg, now)?
-        } else {
-            core.step_refusing_vote(msg, now)?
-        };
+        let out =
+            if vote_allowed { core.step(msg, now)? } else { core.step_refusing_vote(msg, now)? };
         Ok(((), out))
     });
 }

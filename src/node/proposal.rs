@@ -144,16 +144,8 @@ pub struct Proposal {
 
 impl Proposal {
     pub(crate) fn new() -> (Self, Completer) {
-        let slot = Arc::new(Slot {
-            state: Mutex::new(State::Waiting),
-            ready: Condvar::new(),
-        });
-        (
-            Proposal {
-                slot: Arc::clone(&slot),
-            },
-            Completer { slot: Some(slot) },
-        )
+        let slot = Arc::new(Slot { state: Mutex::new(State::Waiting), ready: Condvar::new() });
+        (Proposal { slot: Arc::clone(&slot) }, Completer { slot: Some(slot) })
     }
 
     /// Waits until the proposal commits or is dropped. Returns the index and

@@ -294,10 +294,7 @@ impl Shared {
     /// Tells the application of each member that `new` no longer names.
     fn removed_members(&self, old: &Configuration, new: &Configuration) {
         for id in old.members.keys().filter(|id| !new.contains(**id)) {
-            log::info!(
-                "node={} member {id} removed from the configuration",
-                self.id
-            );
+            log::info!("node={} member {id} removed from the configuration", self.id);
             self.hook.remove_connection(*id);
         }
     }
@@ -310,10 +307,7 @@ impl Shared {
         for t in terms {
             if let Some(w) = waiters.remove(&t.index) {
                 let outcome = if w.epoch == t.epoch {
-                    Outcome::Committed {
-                        index: t.index,
-                        epoch: t.epoch,
-                    }
+                    Outcome::Committed { index: t.index, epoch: t.epoch }
                 } else {
                     Outcome::Dropped(DropReason::Replaced { index: t.index })
                 };

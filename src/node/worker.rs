@@ -33,12 +33,7 @@ impl LeaderWorker {
             .name(name)
             .spawn(move || {
                 let _alive = AliveGuard(Arc::clone(&shared));
-                Worker {
-                    shared,
-                    epoch,
-                    stop: stop_rx,
-                }
-                .run();
+                Worker { shared, epoch, stop: stop_rx }.run();
             })
             .expect("the operating system refused to start a thread");
         LeaderWorker { handle, stop }
@@ -75,11 +70,7 @@ type Completions = Vec<Option<Pending>>;
 impl Worker {
     fn run(self) {
         let cfg = &self.shared.config;
-        log::debug!(
-            "node={} epoch={} leader worker started",
-            self.shared.id,
-            self.epoch
-        );
+        log::debug!("node={} epoch={} leader worker started", self.shared.id, self.epoch);
         self.shared.apply();
         let now = self.shared.now();
         let mut next_heartbeat = now + cfg.heartbeat_interval;
@@ -104,11 +95,7 @@ impl Worker {
             }
         }
         self.shared.drain_term_pool();
-        log::debug!(
-            "node={} epoch={} leader worker stopped",
-            self.shared.id,
-            self.epoch
-        );
+        log::debug!("node={} epoch={} leader worker stopped", self.shared.id, self.epoch);
     }
 
     /// Whether the node still leads this worker's epoch.
@@ -133,16 +120,9 @@ impl Worker {
             return;
         };
         let (_, done) = Proposal::new();
-        let pending = Pending {
-            content,
-            epoch: self.epoch,
-            done,
-        };
+        let pending = Pending { content, epoch: self.epoch, done };
         if let Err(TrySendError::Full(_)) = self.shared.terms_tx.try_send(pending) {
-            log::warn!(
-                "node={} term pool full: prepared content dropped",
-                self.shared.id
-            );
+            log::warn!("node={} term pool full: prepared content dropped", self.shared.id);
         }
     }
 
@@ -159,8 +139,7 @@ impl Worker {
         if !approved {
             self.drop_all(completions, DropReason::Refused);
             let now = self.shared.now();
-            self.shared
-                .with_core(|core| Ok(((), core.send_round(draft, false, now)?.outputs)));
+            self.shared.with_core(|core| Ok(((), core.send_round(draft, false, now)?.outputs)));
             return;
         }
         let first = draft.first_index;
@@ -174,11 +153,7 @@ impl Worker {
         if appended != Some(true) {
             self.unregister(first..first + count, DropReason::NotLeader);
         }
-        log::debug!(
-            "node={} epoch={} round from index={first}",
-            self.shared.id,
-            self.epoch
-        );
+        log::debug!("node={} epoch={} round from index={first}", self.shared.id, self.epoch);
     }
 
     /// Takes the work of one round: from the update-node pool (or a
@@ -240,13 +215,7 @@ impl Worker {
         let mut waiters = self.shared.waiters.lock();
         for (index, c) in (first..).zip(completions) {
             if let Some(p) = c {
-                waiters.insert(
-                    index,
-                    Waiter {
-                        epoch: self.epoch,
-                        done: p.done,
-                    },
-                );
+                waiters.insert(index, Waiter { epoch: self.epoch, done: p.done });
             }
         }
     }

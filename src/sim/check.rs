@@ -21,13 +21,7 @@ pub(crate) struct Fail {
 
 impl Fail {
     pub(crate) fn new(check: Check, node: NodeId, detail: String) -> Self {
-        Fail {
-            check,
-            node: Some(node),
-            epoch: None,
-            index: None,
-            detail,
-        }
+        Fail { check, node: Some(node), epoch: None, index: None, detail }
     }
 
     pub(crate) fn at(mut self, epoch: Option<Epoch>, index: Option<Index>) -> Self {
@@ -92,10 +86,7 @@ impl Checker {
             return Err(Fail::new(Check::ElectionSafety, id, detail).at(Some(epoch), None));
         }
         self.leaders.insert(epoch, id);
-        let earlier = self
-            .committed
-            .iter()
-            .filter(|(_, c)| c.commit_epoch < epoch);
+        let earlier = self.committed.iter().filter(|(_, c)| c.commit_epoch < epoch);
         for (index, c) in earlier {
             check_holds(id, epoch, store, *index, c.epoch)?;
         }
@@ -134,18 +125,10 @@ impl Checker {
         epoch: Epoch,
         t: &Term,
     ) -> Result<Option<NewCommit>, Fail> {
-        let new = NewCommit {
-            index: t.index,
-            epoch: t.epoch,
-            commit_epoch: epoch,
-        };
+        let new = NewCommit { index: t.index, epoch: t.epoch, commit_epoch: epoch };
         let Some(c) = self.committed.get_mut(&t.index) else {
             let kind = t.kind.clone();
-            let c = Committed {
-                epoch: t.epoch,
-                kind,
-                commit_epoch: epoch,
-            };
+            let c = Committed { epoch: t.epoch, kind, commit_epoch: epoch };
             self.committed.insert(t.index, c);
             return Ok(Some(new));
         };

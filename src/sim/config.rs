@@ -77,11 +77,7 @@ impl SimConfig {
     /// the default faults. Everything else comes from the seed as the run
     /// goes.
     pub fn from_seed(seed: u64) -> Self {
-        let observers = if seed % 4 == 3 {
-            1 + (seed / 4 % 2) as usize
-        } else {
-            0
-        };
+        let observers = if seed % 4 == 3 { 1 + (seed / 4 % 2) as usize } else { 0 };
         SimConfig {
             seed,
             voters: [3, 5, 7][(seed % 3) as usize],

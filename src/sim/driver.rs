@@ -197,26 +197,18 @@ impl Simulation {
 /// A message in one short line, for the history.
 pub(crate) fn describe(m: &Message) -> String {
     let body = match &m.body {
-        Body::AppendTerms {
-            prev_index,
-            prev_epoch,
-            commit,
-            terms,
-        } => {
-            let ts: Vec<String> = terms
-                .iter()
-                .map(|t| format!("{}/{}", t.index, t.epoch))
-                .collect();
+        Body::AppendTerms { prev_index, prev_epoch, commit, terms } => {
+            let ts: Vec<String> =
+                terms.iter().map(|t| format!("{}/{}", t.index, t.epoch)).collect();
             format!(
                 "append prev={prev_index}/{prev_epoch} commit={commit} terms=[{}]",
                 ts.join(",")
             )
         }
         Body::AppendReply(r) => format!("reply {r:?}"),
-        Body::VoteRequest {
-            last_index,
-            last_epoch,
-        } => format!("vote? last={last_index}/{last_epoch}"),
+        Body::VoteRequest { last_index, last_epoch } => {
+            format!("vote? last={last_index}/{last_epoch}")
+        }
         Body::VoteReply { granted } => format!("vote {granted}"),
         Body::JoinRequest { address, role } => format!("join? {address} {role:?}"),
         Body::JoinReply(r) => format!("join {r:?}"),

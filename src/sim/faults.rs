@@ -36,16 +36,14 @@ impl Simulation {
 
     /// A node that leads now, chosen at random, if any.
     fn pick_leader(&mut self) -> Option<usize> {
-        let leaders: Vec<usize> = (0..self.nodes.len())
-            .filter(|i| self.nodes[*i].leads().is_some())
-            .collect();
+        let leaders: Vec<usize> =
+            (0..self.nodes.len()).filter(|i| self.nodes[*i].leads().is_some()).collect();
         leaders.choose(&mut self.rng).copied()
     }
 
     fn pick(&mut self, up: bool) -> Option<usize> {
-        let ids: Vec<usize> = (0..self.nodes.len())
-            .filter(|i| self.nodes[*i].is_up() == up)
-            .collect();
+        let ids: Vec<usize> =
+            (0..self.nodes.len()).filter(|i| self.nodes[*i].is_up() == up).collect();
         ids.choose(&mut self.rng).copied()
     }
 
@@ -147,16 +145,7 @@ impl Simulation {
             }
         }
         self.report.partitions += 1;
-        self.note(|| {
-            format!(
-                "{x} {}",
-                if deaf {
-                    "hears nobody"
-                } else {
-                    "is heard by nobody"
-                }
-            )
-        });
+        self.note(|| format!("{x} {}", if deaf { "hears nobody" } else { "is heard by nobody" }));
     }
 
     /// Ends the faults: every link heals, the network stops losing and
@@ -224,10 +213,7 @@ impl Simulation {
             .map(|n| {
                 let c = n.core.as_ref().expect("every node runs in the calm phase");
                 let (s, e, ci) = (c.status(), c.epoch(), c.commit_index());
-                format!(
-                    "{} {s} epoch={e} commit={ci} applied={}",
-                    n.id, n.seen_applied
-                )
+                format!("{} {s} epoch={e} commit={ci} applied={}", n.id, n.seen_applied)
             })
             .collect();
         let detail = format!(

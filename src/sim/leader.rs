@@ -43,11 +43,7 @@ impl Simulation {
         let leader = core.leader();
         if let Some(epoch) = node.leading {
             let content = proposal_content(id).into();
-            node.pool.push_back(Pending {
-                id: Some(id),
-                content,
-                epoch,
-            });
+            node.pool.push_back(Pending { id: Some(id), content, epoch });
             self.round_soon(i, local);
             self.note(|| format!("{nid} epoch={epoch} takes proposal {id}"));
             return Ok(());
@@ -55,8 +51,7 @@ impl Simulation {
         match leader {
             Some(l) if hops < MAX_REDIRECTS && l != nid => {
                 let at = self.now + Duration::from_millis(self.rng.random_range(1..=5));
-                self.net
-                    .push(at, Event::Propose(l.0 as usize - 1, id, hops + 1));
+                self.net.push(at, Event::Propose(l.0 as usize - 1, id, hops + 1));
                 self.note(|| format!("{nid} redirects proposal {id} to {l}"));
             }
             _ => self.note(|| format!("{nid} refuses proposal {id}: no leader known")),
@@ -79,11 +74,7 @@ impl Simulation {
         node.next_prepare = Some(local + node.config.prepare_interval);
         let Some(epoch) = node.leading else { return };
         if let Some(content) = node.hook.prepare_term() {
-            node.pool.push_back(Pending {
-                id: None,
-                content,
-                epoch,
-            });
+            node.pool.push_back(Pending { id: None, content, epoch });
             self.round_soon(i, local);
         }
     }

@@ -252,13 +252,7 @@ impl Simulation {
     fn note(&mut self, line: impl FnOnce() -> String) {
         if let Some(h) = self.history.as_mut() {
             let t = self.now.as_micros();
-            h.push(format!(
-                "#{} t={}.{:03}ms {}",
-                self.step,
-                t / 1000,
-                t % 1000,
-                line()
-            ));
+            h.push(format!("#{} t={}.{:03}ms {}", self.step, t / 1000, t % 1000, line()));
         }
     }
 }

@@ -40,12 +40,7 @@ pub(crate) struct Weather {
 impl Weather {
     /// A network that loses and duplicates nothing and delays little.
     pub(crate) fn calm(self) -> Self {
-        Weather {
-            loss: 0.0,
-            duplicate: 0.0,
-            long_delay: 0.0,
-            ..self
-        }
+        Weather { loss: 0.0, duplicate: 0.0, long_delay: 0.0, ..self }
     }
 }
 
@@ -71,12 +66,7 @@ pub(crate) struct Network {
 
 impl Network {
     pub(crate) fn new(weather: Weather) -> Self {
-        Network {
-            queue: BTreeMap::new(),
-            seq: 0,
-            blocked: BTreeSet::new(),
-            weather,
-        }
+        Network { queue: BTreeMap::new(), seq: 0, blocked: BTreeSet::new(), weather }
     }
 
     /// Schedules `event` at virtual time `at`.

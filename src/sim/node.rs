@@ -124,9 +124,7 @@ impl SimNode {
     /// # Panics
     /// The node is crashed: the simulation only drives running nodes.
     pub(crate) fn core(&mut self) -> &mut Core<SimStore> {
-        self.core
-            .as_mut()
-            .expect("the simulation drives running nodes only")
+        self.core.as_mut().expect("the simulation drives running nodes only")
     }
 
     /// Whether the core leads, and which epoch.

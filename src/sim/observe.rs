@@ -28,15 +28,9 @@ impl Simulation {
         let core = node.core.as_ref().expect("checked by the caller");
         let (commit, applied, epoch) = (core.commit_index(), core.applied_index(), core.epoch());
         let detail = if commit < node.seen_commit {
-            format!(
-                "commit index went back from {} to {commit}",
-                node.seen_commit
-            )
+            format!("commit index went back from {} to {commit}", node.seen_commit)
         } else if applied != node.seen_applied {
-            format!(
-                "applied index {applied}, but handed out up to {}",
-                node.seen_applied
-            )
+            format!("applied index {applied}, but handed out up to {}", node.seen_applied)
         } else {
             return Ok(());
         };

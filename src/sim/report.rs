@@ -78,11 +78,7 @@ impl Violation {
 
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} violated: seed {} step {}",
-            self.check, self.seed, self.step
-        )?;
+        write!(f, "{} violated: seed {} step {}", self.check, self.seed, self.step)?;
         if let Some(n) = self.node {
             write!(f, " node {n}")?;
         }

@@ -36,9 +36,7 @@ fn caught(m: SimMutation) -> Violation {
         found.unwrap_or_else(|| panic!("{m:?} went unnoticed for {MUTATION_SEEDS} seeds"));
     println!("{m:?} caught at seed {seed}: {v}");
     assert_eq!(v.seed, seed);
-    assert!(v
-        .to_string()
-        .contains(&format!("HOOKRAFT_SIM_SEED={seed} ")));
+    assert!(v.to_string().contains(&format!("HOOKRAFT_SIM_SEED={seed} ")));
     v
 }
 
@@ -64,11 +62,7 @@ fn acknowledging_before_durable_is_caught() {
 }
 
 fn term(index: u64, epoch: u64) -> Term {
-    Term {
-        index,
-        epoch,
-        kind: TermKind::Empty,
-    }
+    Term { index, epoch, kind: TermKind::Empty }
 }
 
 #[test]
@@ -86,10 +80,7 @@ fn a_volatile_store_loses_what_was_not_synced() {
     s.append(&[term(1, 0)]).unwrap();
     s.sync();
     s.append(&[term(2, 1)]).unwrap();
-    let hard = HardState {
-        epoch: 3,
-        vote: None,
-    };
+    let hard = HardState { epoch: 3, vote: None };
     s.save_hard_state(hard).unwrap();
     assert!(s.has_unsynced());
     s.crash();
@@ -99,10 +90,7 @@ fn a_volatile_store_loses_what_was_not_synced() {
 
 #[test]
 fn a_skewed_clock_reaches_each_local_time_at_the_earliest_virtual_time() {
-    let clock = Clock {
-        offset: Duration::from_millis(1234),
-        ppm: -7_777,
-    };
+    let clock = Clock { offset: Duration::from_millis(1234), ppm: -7_777 };
     for ms in [1234u64, 1300, 5000, 99_999] {
         let local = Duration::from_micros(ms * 1000 + 17);
         let t = clock.virtual_time(local);

@@ -84,9 +84,7 @@ impl FileStoreOptions {
     /// `max_record_size` of zero or above 128 MiB.
     pub fn validate(&self) -> Result<(), StoreError> {
         if self.segment_size == 0 {
-            return Err(StoreError::Invalid(
-                "segment_size must be above zero".into(),
-            ));
+            return Err(StoreError::Invalid("segment_size must be above zero".into()));
         }
         if self.max_record_size == 0 || self.max_record_size > MAX_RECORD_CEILING {
             return Err(StoreError::Invalid(format!(
@@ -237,11 +235,7 @@ impl FileStore {
 
     fn remove_segments_before(&mut self, index: Index) -> Result<(), StoreError> {
         let bound = index.min(self.last_index);
-        let count = self
-            .segments
-            .iter()
-            .take_while(|s| s.end() <= bound)
-            .count();
+        let count = self.segments.iter().take_while(|s| s.end() <= bound).count();
         if count == 0 {
             return Ok(());
         }
@@ -269,9 +263,7 @@ impl FileStore {
 
     fn check_writable(&self) -> Result<(), StoreError> {
         match &self.poisoned {
-            Some(cause) => Err(StoreError::Poisoned {
-                cause: cause.clone(),
-            }),
+            Some(cause) => Err(StoreError::Poisoned { cause: cause.clone() }),
             None => Ok(()),
         }
     }
@@ -284,9 +276,7 @@ impl FileStore {
     }
 
     fn tail(&mut self) -> &mut Segment {
-        self.segments
-            .last_mut()
-            .expect("a file store always has a segment")
+        self.segments.last_mut().expect("a file store always has a segment")
     }
 
     /// The segment holding `index`, which the caller knows is held.
@@ -335,10 +325,8 @@ impl FileStore {
                 continue;
             }
             let chunk = &bytes[starts[from]..starts[from + fit]];
-            let rel: Vec<usize> = starts[from..from + fit]
-                .iter()
-                .map(|s| s - starts[from])
-                .collect();
+            let rel: Vec<usize> =
+                starts[from..from + fit].iter().map(|s| s - starts[from]).collect();
             self.tail().write_frames(chunk, &rel)?;
             from += fit;
         }
@@ -351,10 +339,7 @@ impl FileStore {
     /// How many frames from `from` on fit in the current segment; at least
     /// one when it is empty.
     fn frames_fitting(&self, starts: &[usize], from: usize) -> usize {
-        let tail = self
-            .segments
-            .last()
-            .expect("a file store always has a segment");
+        let tail = self.segments.last().expect("a file store always has a segment");
         let room = self.options.segment_size.saturating_sub(tail.len);
         let fit = starts[from + 1..]
             .iter()
@@ -491,12 +476,7 @@ impl LogStore for FileStore {
             )));
         }
 
-        let mut out = Budget {
-            terms: Vec::new(),
-            bytes: 0,
-            max: max_bytes,
-            full: false,
-        };
+        let mut out = Budget { terms: Vec::new(), bytes: 0, max: max_bytes, full: false };
         let cached_from = self.cache.first_index().unwrap_or(Index::MAX);
         let mut index = from;
         while index <= to && !out.full() {
@@ -567,10 +547,7 @@ fn decode_region(
             record::parse(bytes, at, usize::MAX).map_err(|e| corrupt(e.to_string()))?;
         let term: Term = record::decode(body).map_err(corrupt)?;
         if term.index != expected {
-            return Err(corrupt(format!(
-                "index {} where index {expected} belongs",
-                term.index
-            )));
+            return Err(corrupt(format!("index {} where index {expected} belongs", term.index)));
         }
         terms.push(term);
         at = next;
@@ -581,10 +558,7 @@ fn decode_region(
 /// A closure turning an I/O error into [`StoreError::Io`] that names the
 /// operation and the file.
 pub(crate) fn io_at<'a>(op: &'a str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
-    move |source| StoreError::Io {
-        context: format!("{op} {}", path.display()),
-        source,
-    }
+    move |source| StoreError::Io { context: format!("{op} {}", path.display()), source }
 }
 
 /// Makes the creation, renaming and deletion of files in `dir` durable.
@@ -593,9 +567,7 @@ pub(crate) fn io_at<'a>(op: &'a str, path: &'a Path) -> impl FnOnce(io::Error) -
 /// The directory cannot be opened or synced.
 #[cfg(unix)]
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_at("syncing directory", dir))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_at("syncing directory", dir))
 }
 
 /// Directory entries are durable with their files on this platform.
@@ -649,17 +621,10 @@ fn read_hard_state(dir: &Path) -> Result<HardState, StoreError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(HardState::default()),
         other => other.map_err(io_at("reading", &path))?,
     };
-    let corrupt = |detail: String| StoreError::Corrupt {
-        path: path.clone(),
-        offset: 0,
-        detail,
-    };
+    let corrupt = |detail: String| StoreError::Corrupt { path: path.clone(), offset: 0, detail };
     let (body, end) = record::parse(&bytes, 0, bytes.len()).map_err(|e| corrupt(e.to_string()))?;
     if end != bytes.len() {
-        return Err(corrupt(format!(
-            "{} bytes after the hard state",
-            bytes.len() - end
-        )));
+        return Err(corrupt(format!("{} bytes after the hard state", bytes.len() - end)));
     }
     record::decode(body).map_err(corrupt)
 }
@@ -708,29 +673,16 @@ mod tests {
     }
 
     fn content(index: Index, len: usize) -> Term {
-        Term {
-            index,
-            epoch: 1,
-            kind: TermKind::Content(vec![index as u8; len].into()),
-        }
+        Term { index, epoch: 1, kind: TermKind::Content(vec![index as u8; len].into()) }
     }
 
     #[test]
     fn options_are_checked() {
         assert!(FileStoreOptions::default().validate().is_ok());
         for bad in [
-            FileStoreOptions {
-                segment_size: 0,
-                ..Default::default()
-            },
-            FileStoreOptions {
-                max_record_size: 0,
-                ..Default::default()
-            },
-            FileStoreOptions {
-                max_record_size: MAX_RECORD_CEILING + 1,
-                ..Default::default()
-            },
+            FileStoreOptions { segment_size: 0, ..Default::default() },
+            FileStoreOptions { max_record_size: 0, ..Default::default() },
+            FileStoreOptions { max_record_size: MAX_RECORD_CEILING + 1, ..Default::default() },
         ] {
             assert!(matches!(bad.validate(), Err(StoreError::Invalid(_))));
         }
@@ -739,11 +691,7 @@ mod tests {
     #[test]
     fn a_term_larger_than_a_segment_goes_alone() {
         let dir = Dir::new("alone");
-        let options = FileStoreOptions {
-            segment_size: 100,
-            cache_terms: 0,
-            ..Default::default()
-        };
+        let options = FileStoreOptions { segment_size: 100, cache_terms: 0, ..Default::default() };
         let mut store = FileStore::open(&dir.0, options).unwrap();
         let terms = [content(1, 10), content(2, 500), content(3, 10)];
         store.append(&terms).unwrap();
@@ -756,10 +704,7 @@ mod tests {
     #[test]
     fn damage_after_opening_is_reported_on_read() {
         let dir = Dir::new("late-damage");
-        let options = FileStoreOptions {
-            cache_terms: 1,
-            ..Default::default()
-        };
+        let options = FileStoreOptions { cache_terms: 1, ..Default::default() };
         let mut store = FileStore::open(&dir.0, options).unwrap();
         store.append(&[content(1, 50), content(2, 50)]).unwrap();
 
@@ -771,9 +716,7 @@ mod tests {
         // Index 2 is cached; index 1 comes from the damaged file.
         assert_eq!(store.terms(2, 2, usize::MAX).unwrap(), [content(2, 50)]);
         match store.terms(1, 2, usize::MAX) {
-            Err(StoreError::Corrupt {
-                offset: 0, detail, ..
-            }) => {
+            Err(StoreError::Corrupt { offset: 0, detail, .. }) => {
                 assert!(detail.contains("checksum"), "{detail}")
             }
             other => panic!("expected Corrupt, got {other:?}"),

@@ -36,11 +36,7 @@ impl LogStore for MemStore {
 
     fn append(&mut self, terms: &[Term]) -> Result<(), StoreError> {
         let next = self.last_index() + 1;
-        if let Some((k, t)) = terms
-            .iter()
-            .enumerate()
-            .find(|(k, t)| t.index != next + *k as u64)
-        {
+        if let Some((k, t)) = terms.iter().enumerate().find(|(k, t)| t.index != next + *k as u64) {
             return Err(StoreError::Invalid(format!(
                 "term {} at position {k} of an append after last index {}",
                 t.index,
@@ -98,11 +94,7 @@ mod tests {
     use crate::types::TermKind;
 
     fn term(index: Index) -> Term {
-        Term {
-            index,
-            epoch: 1,
-            kind: TermKind::Empty,
-        }
+        Term { index, epoch: 1, kind: TermKind::Empty }
     }
 
     #[test]

@@ -60,10 +60,7 @@ impl MemFaults {
             drop_rate: clamp_rate(self.drop_rate),
             duplicate_rate: clamp_rate(self.duplicate_rate),
             delay_min: self.delay_min.min(MemNetwork::MAX_DELAY),
-            delay_max: self
-                .delay_max
-                .max(self.delay_min)
-                .min(MemNetwork::MAX_DELAY),
+            delay_max: self.delay_max.max(self.delay_min).min(MemNetwork::MAX_DELAY),
         }
     }
 
@@ -233,10 +230,7 @@ enum Plan {
     Drop,
     /// Deliver it after `delay`, and a second copy after `duplicate` if any.
     /// Delays are zero when the network does not delay.
-    Deliver {
-        delay: Duration,
-        duplicate: Option<Duration>,
-    },
+    Deliver { delay: Duration, duplicate: Option<Duration> },
 }
 
 fn bump(counter: &AtomicU64) {
@@ -261,10 +255,8 @@ impl MemNetwork {
     /// # Panics
     /// When the operating system cannot start the delivery thread.
     pub fn with_seed(seed: u64) -> Self {
-        let core = Arc::new(Core {
-            table: RwLock::new(Table::default()),
-            stats: Counters::default(),
-        });
+        let core =
+            Arc::new(Core { table: RwLock::new(Table::default()), stats: Counters::default() });
         let (to_worker, from_senders) = crossbeam_channel::unbounded();
         let worker = spawn_worker(Arc::clone(&core), from_senders);
         let shared = Shared {
@@ -275,9 +267,7 @@ impl MemNetwork {
             worker: Mutex::new(Some(worker)),
             stopped: AtomicBool::new(false),
         };
-        MemNetwork {
-            shared: Arc::new(shared),
-        }
+        MemNetwork { shared: Arc::new(shared) }
     }
 
     /// The seed of the network's random generator.
@@ -287,9 +277,7 @@ impl MemNetwork {
 
     /// A transport for one node (or several) of this network.
     pub fn transport(&self) -> MemTransport {
-        MemTransport {
-            shared: Arc::clone(&self.shared),
-        }
+        MemTransport { shared: Arc::clone(&self.shared) }
     }
 
     /// The faults applied now.
@@ -403,17 +391,13 @@ impl fmt::Debug for MemNetwork {
 impl MemTransport {
     /// The network this transport sends into.
     pub fn network(&self) -> MemNetwork {
-        MemNetwork {
-            shared: Arc::clone(&self.shared),
-        }
+        MemNetwork { shared: Arc::clone(&self.shared) }
     }
 }
 
 impl fmt::Debug for MemTransport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MemTransport")
-            .field("seed", &self.shared.seed)
-            .finish()
+        f.debug_struct("MemTransport").field("seed", &self.shared.seed).finish()
     }
 }
 
@@ -452,11 +436,8 @@ impl Shared {
                 log::trace!("memnet cut from={} to={}", msg.from, msg.to);
                 return;
             }
-            let inbox = if table.faults.delays() {
-                None
-            } else {
-                table.routes.get(&msg.to).cloned()
-            };
+            let inbox =
+                if table.faults.delays() { None } else { table.routes.get(&msg.to).cloned() };
             (table.faults, inbox)
         };
 
@@ -476,10 +457,7 @@ impl Shared {
         }
         let duplicate = rng.random_bool(faults.duplicate_rate);
         let mut delay = || rng.random_range(faults.delay_min..=faults.delay_max);
-        Plan::Deliver {
-            delay: delay(),
-            duplicate: duplicate.then(delay),
-        }
+        Plan::Deliver { delay: delay(), duplicate: duplicate.then(delay) }
     }
 
     /// Delivers or schedules each copy that `plan` keeps.
@@ -515,11 +493,7 @@ impl Shared {
         let stats = &self.core.stats;
         stats.in_flight.fetch_add(1, Ordering::Relaxed);
         let deadline = Instant::now() + delay;
-        if self
-            .to_worker
-            .send(Command::Deliver { deadline, msg })
-            .is_err()
-        {
+        if self.to_worker.send(Command::Deliver { deadline, msg }).is_err() {
             // The thread has ended: the network is shutting down.
             stats.in_flight.fetch_sub(1, Ordering::Relaxed);
             bump(&stats.dropped_shutdown);
@@ -605,15 +579,7 @@ impl Counters {
 fn spawn_worker(core: Arc<Core>, commands: Receiver<Command>) -> JoinHandle<()> {
     thread::Builder::new()
         .name("hookraft-memnet".into())
-        .spawn(move || {
-            Worker {
-                core,
-                commands,
-                heap: BinaryHeap::new(),
-                seq: 0,
-            }
-            .run()
-        })
+        .spawn(move || Worker { core, commands, heap: BinaryHeap::new(), seq: 0 }.run())
         .expect("memnet: the operating system refused to start the delivery thread")
 }
 
@@ -648,20 +614,12 @@ impl Worker {
 
     fn push(&mut self, deadline: Instant, msg: Message) {
         self.seq += 1;
-        self.heap.push(Reverse(InFlight {
-            deadline,
-            seq: self.seq,
-            msg,
-        }));
+        self.heap.push(Reverse(InFlight { deadline, seq: self.seq, msg }));
     }
 
     /// Delivers every message due at `now`, earliest first.
     fn deliver_due(&mut self, now: Instant) {
-        while self
-            .heap
-            .peek()
-            .is_some_and(|Reverse(next)| next.deadline <= now)
-        {
+        while self.heap.peek().is_some_and(|Reverse(next)| next.deadline <= now) {
             let Some(Reverse(due)) = self.heap.pop() else {
                 break;
             };
@@ -675,13 +633,10 @@ impl Worker {
     /// drains the channel, vanishes uncounted and leaves `in_flight` one too
     /// high. Only the counters are wrong, and only during a shutdown.
     fn discard(&mut self) {
-        let queued = self
-            .commands
-            .try_iter()
-            .filter_map(|command| match command {
-                Command::Deliver { msg, .. } => Some(msg),
-                Command::Stop => None,
-            });
+        let queued = self.commands.try_iter().filter_map(|command| match command {
+            Command::Deliver { msg, .. } => Some(msg),
+            Command::Stop => None,
+        });
         let queued = queued.count() as u64;
 
         let stats = &self.core.stats;
@@ -720,12 +675,7 @@ mod tests {
     /// Takes the delivery thread's handle, so that the test joins it instead
     /// of the network.
     fn take_worker(network: &MemNetwork) -> JoinHandle<()> {
-        network
-            .shared
-            .worker
-            .lock()
-            .take()
-            .expect("the delivery thread runs")
+        network.shared.worker.lock().take().expect("the delivery thread runs")
     }
 
     /// Whether `worker` ends within `timeout`.
@@ -789,10 +739,7 @@ mod tests {
         transport.send(vote(1, 2));
         assert!(rx.try_recv().is_err());
         let stats = network.stats();
-        assert_eq!(
-            (stats.sent, stats.dropped_shutdown, stats.in_flight),
-            (2, 2, 0)
-        );
+        assert_eq!((stats.sent, stats.dropped_shutdown, stats.in_flight), (2, 2, 0));
     }
 
     #[test]
@@ -801,11 +748,7 @@ mod tests {
         let later = now + Duration::from_millis(5);
         let mut heap = BinaryHeap::new();
         for (deadline, seq) in [(later, 1), (now, 3), (now, 2)] {
-            heap.push(Reverse(InFlight {
-                deadline,
-                seq,
-                msg: vote(1, 2),
-            }));
+            heap.push(Reverse(InFlight { deadline, seq, msg: vote(1, 2) }));
         }
 
         let order: Vec<u64> = std::iter::from_fn(|| heap.pop().map(|Reverse(f)| f.seq)).collect();
@@ -825,10 +768,7 @@ mod tests {
         assert_eq!(faults.duplicate_rate, 1.0);
         assert_eq!(faults.delay_max, Duration::from_millis(5));
 
-        let endless = MemFaults {
-            delay_min: Duration::MAX,
-            ..MemFaults::default()
-        };
+        let endless = MemFaults { delay_min: Duration::MAX, ..MemFaults::default() };
         assert_eq!(endless.normalized().delay_max, MemNetwork::MAX_DELAY);
     }
 }

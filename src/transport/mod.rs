@@ -68,10 +68,7 @@ pub enum DeliverError {
 impl Inbox {
     /// An inbox that feeds `tx`.
     pub fn new(tx: Sender<Message>) -> Self {
-        Inbox {
-            tx,
-            dropped: Arc::new(AtomicU64::new(0)),
-        }
+        Inbox { tx, dropped: Arc::new(AtomicU64::new(0)) }
     }
 
     /// Hands `msg` to the node without blocking.

@@ -148,12 +148,8 @@ impl TcpOptions {
         if self.queue_capacity == 0 || self.max_connections == 0 {
             return bad("queue_capacity and max_connections must be above zero");
         }
-        let timeouts = [
-            self.connect_timeout,
-            self.write_timeout,
-            self.frame_timeout,
-            self.backoff_min,
-        ];
+        let timeouts =
+            [self.connect_timeout, self.write_timeout, self.frame_timeout, self.backoff_min];
         if timeouts.iter().any(Duration::is_zero) {
             return bad("timeouts and backoff_min must be above zero");
         }
@@ -366,10 +362,7 @@ impl TcpTransport {
     /// cannot be listened on, [`TcpError::Thread`].
     pub fn bind(options: TcpOptions) -> Result<TcpTransport, TcpError> {
         options.validate()?;
-        let bind_err = |source| TcpError::Bind {
-            addr: options.listen,
-            source,
-        };
+        let bind_err = |source| TcpError::Bind { addr: options.listen, source };
         let listener = TcpListener::bind(options.listen).map_err(bind_err)?;
         let local_addr = listener.local_addr().map_err(bind_err)?;
         let shared = Arc::new(Shared {
@@ -391,16 +384,8 @@ impl TcpTransport {
             .spawn(move || inbound::listen(runner, listener))
             .map_err(TcpError::Thread)?;
         log::info!("tcp listening on {local_addr}");
-        let threads = Threads {
-            listener,
-            writers: Vec::new(),
-        };
-        Ok(TcpTransport {
-            owner: Arc::new(Owner {
-                shared,
-                threads: Mutex::new(Some(threads)),
-            }),
-        })
+        let threads = Threads { listener, writers: Vec::new() };
+        Ok(TcpTransport { owner: Arc::new(Owner { shared, threads: Mutex::new(Some(threads)) }) })
     }
 
     /// The address the transport listens on (with the real port when the

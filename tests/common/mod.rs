@@ -120,12 +120,7 @@ impl Cluster {
     pub fn with_config(n: u64, tweak: impl Fn(&mut Config)) -> Self {
         let initial = Configuration::voters((1..=n).map(|i| (i, format!("mem-{i}"))));
         let net = MemNetwork::new();
-        let mut cluster = Cluster {
-            net,
-            initial,
-            nodes: Vec::new(),
-            hooks: Vec::new(),
-        };
+        let mut cluster = Cluster { net, initial, nodes: Vec::new(), hooks: Vec::new() };
         for id in 1..=n {
             let hook = Arc::new(Recorder::default());
             let mut cfg = config(id, &cluster.initial);
@@ -149,11 +144,7 @@ impl Cluster {
         cfg.response_timeout = base.response_timeout;
         let hook = Arc::new(Recorder::default());
         let node = Node::start(cfg, self.net.transport(), MemStore::new(), hook.clone()).unwrap();
-        assert_eq!(
-            self.nodes.len() as u64 + 1,
-            id,
-            "joining ids follow the initial ones"
-        );
+        assert_eq!(self.nodes.len() as u64 + 1, id, "joining ids follow the initial ones");
         self.nodes.push(Some(node));
         self.hooks.push(hook);
     }
@@ -161,12 +152,8 @@ impl Cluster {
     /// A cluster of `initial`'s voters, numbered from 1, each node on its own
     /// transport (`net` is then an idle network nobody uses).
     pub fn over<T: Transport>(initial: Configuration, transports: Vec<T>) -> Self {
-        let mut cluster = Cluster {
-            net: MemNetwork::new(),
-            initial,
-            nodes: Vec::new(),
-            hooks: Vec::new(),
-        };
+        let mut cluster =
+            Cluster { net: MemNetwork::new(), initial, nodes: Vec::new(), hooks: Vec::new() };
         for (i, transport) in transports.into_iter().enumerate() {
             let hook = Arc::new(Recorder::default());
             let cfg = config(i as u64 + 1, &cluster.initial);
@@ -178,9 +165,7 @@ impl Cluster {
     }
 
     pub fn node(&self, id: u64) -> &Node {
-        self.nodes[id as usize - 1]
-            .as_ref()
-            .expect("node is running")
+        self.nodes[id as usize - 1].as_ref().expect("node is running")
     }
 
     pub fn hook(&self, id: u64) -> &Recorder {
@@ -193,10 +178,7 @@ impl Cluster {
 
     /// Stops node `id` (a crash, as far as the others can tell).
     pub fn crash(&mut self, id: u64) {
-        self.nodes[id as usize - 1]
-            .take()
-            .expect("node is running")
-            .shutdown();
+        self.nodes[id as usize - 1].take().expect("node is running").shutdown();
     }
 
     /// Waits for a leader that every running node in `among` follows, in one
@@ -205,26 +187,19 @@ impl Cluster {
         let deadline = std::time::Instant::now() + WAIT;
         loop {
             let statuses: Vec<NodeStatus> = among.iter().map(|i| self.node(*i).status()).collect();
-            let leaders: Vec<&NodeStatus> = statuses
-                .iter()
-                .filter(|s| s.status == Status::Leader)
-                .collect();
+            let leaders: Vec<&NodeStatus> =
+                statuses.iter().filter(|s| s.status == Status::Leader).collect();
             if let [leader] = leaders.as_slice() {
-                let agreed = statuses
-                    .iter()
-                    .all(|s| s.epoch == leader.epoch && s.leader == Some(leader.id));
+                let agreed =
+                    statuses.iter().all(|s| s.epoch == leader.epoch && s.leader == Some(leader.id));
                 if agreed {
                     return leader.id.0;
                 }
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no agreed leader: {statuses:#?}"
-            );
+            assert!(std::time::Instant::now() < deadline, "no agreed leader: {statuses:#?}");
             // Any change of the first node wakes us; the others are checked
             // on the next pass.
-            self.node(among[0])
-                .wait_for(Duration::from_millis(20), |_| false);
+            self.node(among[0]).wait_for(Duration::from_millis(20), |_| false);
         }
     }
 
@@ -253,14 +228,9 @@ impl Cluster {
 
     /// Waits until node `id` has applied up to `index`.
     pub fn wait_applied(&self, id: u64, index: u64) -> NodeStatus {
-        self.node(id)
-            .wait_for(WAIT, |s| s.applied_index >= index)
-            .unwrap_or_else(|| {
-                panic!(
-                    "node {id} did not apply {index}: {:#?}",
-                    self.node(id).status()
-                )
-            })
+        self.node(id).wait_for(WAIT, |s| s.applied_index >= index).unwrap_or_else(|| {
+            panic!("node {id} did not apply {index}: {:#?}", self.node(id).status())
+        })
     }
 
     /// Waits until every running node has applied up to `index` and returns

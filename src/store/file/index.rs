@@ -56,10 +56,7 @@ pub(crate) struct TailCache {
 impl TailCache {
     /// An empty cache of at most `capacity` terms.
     pub(crate) fn new(capacity: usize) -> Self {
-        TailCache {
-            terms: VecDeque::with_capacity(capacity.min(4096)),
-            capacity,
-        }
+        TailCache { terms: VecDeque::with_capacity(capacity.min(4096)), capacity }
     }
 
     /// Adds the term after the last one, evicting the oldest if full.
@@ -123,11 +120,7 @@ mod tests {
     fn cache_keeps_the_tail() {
         let mut cache = TailCache::new(3);
         for index in 1..=5 {
-            cache.push(Term {
-                index,
-                epoch: 1,
-                kind: TermKind::Empty,
-            });
+            cache.push(Term { index, epoch: 1, kind: TermKind::Empty });
         }
         assert_eq!(cache.first_index(), Some(3));
         assert!(cache.get(2).is_none());

@@ -59,10 +59,7 @@ pub(crate) fn encode<T: Serialize>(
     let body = bincode::serde::encode_to_vec(value, config::standard())
         .map_err(|e| format!("cannot encode record: {e}"))?;
     if body.len() > max {
-        return Err(format!(
-            "record of {} bytes exceeds max_record_size {max}",
-            body.len()
-        ));
+        return Err(format!("record of {} bytes exceeds max_record_size {max}", body.len()));
     }
 
     // `max` is at most MAX_RECORD_CEILING, so the length fits in a u32.
@@ -91,9 +88,7 @@ pub(crate) fn parse(buf: &[u8], at: usize, max: usize) -> Result<(&[u8], usize),
     if len > max as u64 {
         return Err(BadFrame::TooLong { len, max });
     }
-    let body = rest[HEADER_LEN..]
-        .get(..len as usize)
-        .ok_or(BadFrame::ShortBody { len })?;
+    let body = rest[HEADER_LEN..].get(..len as usize).ok_or(BadFrame::ShortBody { len })?;
     if checksum(&len_bytes, body) != crc {
         return Err(BadFrame::Checksum);
     }
@@ -116,10 +111,7 @@ pub(crate) fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
     let tier = bound.next_power_of_two().trailing_zeros().max(12);
     let (value, used) = decode_in_tier::<T>(body, tier).map_err(|e| e.to_string())?;
     if used != body.len() {
-        return Err(format!(
-            "{} trailing bytes after the record",
-            body.len() - used
-        ));
+        return Err(format!("{} trailing bytes after the record", body.len() - used));
     }
     Ok(value)
 }
@@ -170,11 +162,7 @@ mod tests {
             TermKind::Config(Configuration::voters([(1, "a:1"), (2, "b:2")])),
         ];
         for (i, kind) in kinds.into_iter().enumerate() {
-            let term = Term {
-                index: i as u64 + 1,
-                epoch: 7,
-                kind,
-            };
+            let term = Term { index: i as u64 + 1, epoch: 7, kind };
             let buf = frame_of(&term);
             let (body, next) = parse(&buf, 0, 1 << 20).unwrap();
             assert_eq!(next, buf.len());
@@ -184,17 +172,10 @@ mod tests {
 
     #[test]
     fn every_damage_is_named() {
-        let term = Term {
-            index: 1,
-            epoch: 1,
-            kind: TermKind::Content("abc".into()),
-        };
+        let term = Term { index: 1, epoch: 1, kind: TermKind::Content("abc".into()) };
         let buf = frame_of(&term);
         assert_eq!(parse(&buf[..5], 0, 1024), Err(BadFrame::ShortHeader));
-        assert!(matches!(
-            parse(&buf[..buf.len() - 1], 0, 1024),
-            Err(BadFrame::ShortBody { .. })
-        ));
+        assert!(matches!(parse(&buf[..buf.len() - 1], 0, 1024), Err(BadFrame::ShortBody { .. })));
         assert!(matches!(parse(&buf, 0, 2), Err(BadFrame::TooLong { .. })));
 
         let mut flipped = buf.clone();

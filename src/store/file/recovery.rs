@@ -86,11 +86,7 @@ fn check_follows(before: Option<&Segment>, first: Index, path: &Path) -> Result<
         ),
         None => "a segment cannot start at index 0".to_string(),
     };
-    Err(StoreError::Corrupt {
-        path: path.to_path_buf(),
-        offset: 0,
-        detail,
-    })
+    Err(StoreError::Corrupt { path: path.to_path_buf(), offset: 0, detail })
 }
 
 /// Reads every record of `segment`, recording them in `out`, and cuts a torn
@@ -124,19 +120,14 @@ fn scan(
 fn read_whole(segment: &Segment) -> Result<Vec<u8>, StoreError> {
     let size = segment.file.metadata().map_or(0, |m| m.len());
     let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-    (&segment.file)
-        .read_to_end(&mut bytes)
-        .map_err(io_at("reading segment", &segment.path))?;
+    (&segment.file).read_to_end(&mut bytes).map_err(io_at("reading segment", &segment.path))?;
     Ok(bytes)
 }
 
 /// Decodes the record at `at`, which must hold the segment's next index.
 fn decode_term(segment: &Segment, at: usize, body: &[u8]) -> Result<Term, StoreError> {
-    let corrupt = |detail| StoreError::Corrupt {
-        path: segment.path.clone(),
-        offset: at as u64,
-        detail,
-    };
+    let corrupt =
+        |detail| StoreError::Corrupt { path: segment.path.clone(), offset: at as u64, detail };
     let term: Term =
         record::decode(body).map_err(|e| corrupt(format!("undecodable record: {e}")))?;
     if term.index != segment.end() {
@@ -174,11 +165,7 @@ fn repair_tail(
         segment.cut_at(at as u64, options.sync == SyncPolicy::Always)?;
         return Ok(segment);
     };
-    Err(StoreError::Corrupt {
-        path: segment.path.clone(),
-        offset: at as u64,
-        detail,
-    })
+    Err(StoreError::Corrupt { path: segment.path.clone(), offset: at as u64, detail })
 }
 
 /// Whether a valid record of index `expected` or later starts anywhere after

@@ -55,13 +55,7 @@ impl Segment {
             .truncate(true)
             .open(&path)
             .map_err(io_at("creating segment", &path))?;
-        Ok(Segment {
-            first,
-            path,
-            file,
-            len: 0,
-            offsets: Vec::new(),
-        })
+        Ok(Segment { first, path, file, len: 0, offsets: Vec::new() })
     }
 
     /// Opens an existing segment for reading and writing, with no record
@@ -75,13 +69,7 @@ impl Segment {
             .write(true)
             .open(&path)
             .map_err(io_at("opening segment", &path))?;
-        Ok(Segment {
-            first,
-            path,
-            file,
-            len: 0,
-            offsets: Vec::new(),
-        })
+        Ok(Segment { first, path, file, len: 0, offsets: Vec::new() })
     }
 
     /// The index after its last term.
@@ -107,12 +95,8 @@ impl Segment {
         starts: &[usize],
     ) -> Result<(), StoreError> {
         let path = &self.path;
-        self.file
-            .seek(SeekFrom::Start(self.len))
-            .map_err(io_at("seeking in segment", path))?;
-        self.file
-            .write_all(bytes)
-            .map_err(io_at("writing segment", path))?;
+        self.file.seek(SeekFrom::Start(self.len)).map_err(io_at("seeking in segment", path))?;
+        self.file.write_all(bytes).map_err(io_at("writing segment", path))?;
 
         let base = self.len;
         self.offsets.extend(starts.iter().map(|&s| base + s as u64));
@@ -125,9 +109,7 @@ impl Segment {
     /// # Errors
     /// The operating system cannot make it durable.
     pub(crate) fn sync(&self) -> Result<(), StoreError> {
-        self.file
-            .sync_data()
-            .map_err(io_at("syncing segment", &self.path))
+        self.file.sync_data().map_err(io_at("syncing segment", &self.path))
     }
 
     /// Removes the record of `index` and every later one, durably when
@@ -148,13 +130,9 @@ impl Segment {
     /// # Errors
     /// The file cannot be cut or synced.
     pub(crate) fn cut_at(&mut self, len: u64, sync: bool) -> Result<(), StoreError> {
-        self.file
-            .set_len(len)
-            .map_err(io_at("cutting segment", &self.path))?;
+        self.file.set_len(len).map_err(io_at("cutting segment", &self.path))?;
         if sync {
-            self.file
-                .sync_all()
-                .map_err(io_at("syncing segment", &self.path))?;
+            self.file.sync_all().map_err(io_at("syncing segment", &self.path))?;
         }
         self.len = len;
         Ok(())

@@ -82,30 +82,20 @@ pub(super) fn accept(
     check_peer(me, &first)?;
     let nonce = fresh_nonce();
     let keys = (first.node, me.node, &first.nonce, &nonce);
-    let proof = me
-        .secret
-        .map(|s| prove(s, Side::Acceptor, me.cluster, keys));
+    let proof = me.secret.map(|s| prove(s, Side::Acceptor, me.cluster, keys));
     send(stream, &hello(me, nonce, proof))?;
 
     let last = expect_handshake(reader, deadline)?;
     check_peer(me, &last)?;
     if last.node != first.node || last.nonce != first.nonce {
-        return Err(refused(
-            "the dialer changed its identity mid-handshake".into(),
-        ));
+        return Err(refused("the dialer changed its identity mid-handshake".into()));
     }
     check_proof(me, Side::Dialer, keys, last.proof)?;
     Ok(first.node)
 }
 
 fn hello(me: &Identity<'_>, nonce: [u8; NONCE_LEN], proof: Option<[u8; PROOF_LEN]>) -> Handshake {
-    Handshake {
-        version: VERSION,
-        cluster: me.cluster,
-        node: me.node,
-        nonce,
-        proof,
-    }
+    Handshake { version: VERSION, cluster: me.cluster, node: me.node, nonce, proof }
 }
 
 fn fresh_nonce() -> [u8; NONCE_LEN] {
@@ -139,10 +129,7 @@ fn check_peer(me: &Identity<'_>, hs: &Handshake) -> Result<(), ConnError> {
         return Err(refused(format!("from cluster {}", hs.cluster)));
     }
     if hs.node == me.node {
-        return Err(refused(format!(
-            "the peer claims this node's id {}",
-            me.node
-        )));
+        return Err(refused(format!("the peer claims this node's id {}", me.node)));
     }
     Ok(())
 }
@@ -168,10 +155,7 @@ fn mac(secret: &[u8], side: Side, cluster: u64, keys: Keys<'_>) -> Hmac<Sha256> 
 }
 
 fn prove(secret: &[u8], side: Side, cluster: u64, keys: Keys<'_>) -> [u8; PROOF_LEN] {
-    mac(secret, side, cluster, keys)
-        .finalize()
-        .into_bytes()
-        .into()
+    mac(secret, side, cluster, keys).finalize().into_bytes().into()
 }
 
 fn check_proof(
@@ -182,9 +166,7 @@ fn check_proof(
 ) -> Result<(), ConnError> {
     match (me.secret, proof) {
         (None, None) => Ok(()),
-        (None, Some(_)) => Err(refused(
-            "the peer has a shared secret, this node has none".into(),
-        )),
+        (None, Some(_)) => Err(refused("the peer has a shared secret, this node has none".into())),
         (Some(_), None) => Err(refused("the peer proves no shared secret".into())),
         (Some(secret), Some(proof)) => mac(secret, side, me.cluster, keys)
             .verify_slice(&proof)

@@ -112,11 +112,7 @@ fn admit(shared: &Arc<Shared>, stream: TcpStream) {
         .spawn(move || serve(&runner, id, clone, remote));
     match spawned {
         Ok(handle) => {
-            let conn = Conn {
-                stream,
-                thread: Some(handle),
-                peer: None,
-            };
+            let conn = Conn { stream, thread: Some(handle), peer: None };
             registry.conns.insert(id, conn);
         }
         Err(e) => log::error!("tcp could not start a reader thread: {e}"),
@@ -150,11 +146,7 @@ fn run(
     let Some((local, inbox)) = shared.local.read().clone() else {
         return Err(ConnError::Stopped);
     };
-    let me = Identity {
-        cluster: options.cluster,
-        node: local,
-        secret: options.secret.as_deref(),
-    };
+    let me = Identity { cluster: options.cluster, node: local, secret: options.secret.as_deref() };
     let deadline = Instant::now() + options.frame_timeout;
     let from = handshake::accept(&me, stream, &mut reader, deadline)?;
     *peer = Some(from);
@@ -187,11 +179,7 @@ fn deliver_all(
     for msg in msgs {
         if msg.from != from || msg.to != to {
             add(&shared.counters.dropped_misaddressed, 1);
-            log::trace!(
-                "node={to} dropped a message from {} to {}",
-                msg.from,
-                msg.to
-            );
+            log::trace!("node={to} dropped a message from {} to {}", msg.from, msg.to);
             continue;
         }
         if !shared.deliver(inbox, msg) {

@@ -45,9 +45,7 @@ pub(super) fn spawn(
         ever_connected: false,
         failing: false,
     };
-    thread::Builder::new()
-        .name(format!("hookraft-tcp-out-{}", peer.0))
-        .spawn(move || writer.run())
+    thread::Builder::new().name(format!("hookraft-tcp-out-{}", peer.0)).spawn(move || writer.run())
 }
 
 struct Writer {
@@ -140,18 +138,12 @@ impl Writer {
 
         // Registered before the check, so that a shutdown either sees the
         // socket or is seen here.
-        self.shared
-            .outgoing
-            .lock()
-            .insert(self.peer, stream.try_clone()?);
+        self.shared.outgoing.lock().insert(self.peer, stream.try_clone()?);
         if self.shared.stopping() {
             return Err(ConnError::Stopped);
         }
-        let mut reader = FrameReader::new(
-            stream.try_clone()?,
-            self.shared.decoder,
-            options.frame_timeout,
-        );
+        let mut reader =
+            FrameReader::new(stream.try_clone()?, self.shared.decoder, options.frame_timeout);
         let me = Identity {
             cluster: options.cluster,
             node: self.local,
@@ -203,11 +195,7 @@ impl Writer {
         self.drop_queued(0);
         self.backoff.fail(Instant::now());
         if !self.shared.stopping() {
-            log::warn!(
-                "node={} lost its connection to {}: {e}",
-                self.local,
-                self.peer
-            );
+            log::warn!("node={} lost its connection to {}: {e}", self.local, self.peer);
         }
     }
 
@@ -237,12 +225,7 @@ struct Backoff {
 
 impl Backoff {
     fn new(min: Duration, max: Duration) -> Self {
-        Backoff {
-            min,
-            max,
-            current: min,
-            not_before: None,
-        }
+        Backoff { min, max, current: min, not_before: None }
     }
 
     fn ready(&self, now: Instant) -> bool {
