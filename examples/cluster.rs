@@ -1,13 +1,15 @@
 //! Three nodes in one process on the in-memory network: they elect a leader,
 //! replicate a stream of proposals, survive the isolation of their leader,
-//! and end with identical logs.
+//! let a fourth node join, and end with identical logs.
 //!
 //! Run it with `cargo run --example cluster`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use hookraft::{Config, Configuration, Hook, MemNetwork, MemStore, Node, NodeId, Status, Term};
+use hookraft::{
+    Config, Configuration, Hook, MemNetwork, MemStore, Node, NodeId, Role, Status, Term,
+};
 use parking_lot::Mutex;
 
 /// The application: remembers the content of every committed term.
@@ -70,6 +72,23 @@ fn main() {
     }
     println!("node {leader} caught up and now follows node {new_leader}");
 
+    println!("a fourth node starts, knowing only node 1, and asks to join as a voter");
+    let journal = Arc::new(Journal::default());
+    let config = Config::join(4, "mem-4", Role::Voter, [(1, "mem-1".to_string())]);
+    let newcomer = Node::start(config, net.transport(), MemStore::new(), journal.clone())
+        .expect("node starts");
+    newcomer.wait_for(WAIT, |s| s.status == Status::Follower).expect("it is let in");
+    println!("node 4 was let in as an observer and copies the log without counting in quorums");
+    newcomer.wait_for(WAIT, |s| s.membership.is_voter(NodeId(4))).expect("it is promoted");
+    println!("once caught up it was promoted: the cluster now has four voters");
+    propose_stream(&nodes[new_leader - 1], "third", 10);
+    let last = nodes[new_leader - 1].status().commit_index;
+    for n in nodes.iter().chain([&newcomer]) {
+        n.wait_for(WAIT, |s| s.applied_index >= last).expect("every node applies everything");
+    }
+    let mut journals = journals;
+    journals.push(journal);
+
     let reference = journals[0].lines.lock().clone();
     let equal = journals.iter().all(|j| *j.lines.lock() == reference);
     println!(
@@ -77,6 +96,7 @@ fn main() {
         reference.len(),
         if equal { "yes" } else { "NO" }
     );
+    newcomer.shutdown();
     for n in nodes {
         n.shutdown();
     }

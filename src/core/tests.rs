@@ -1045,3 +1045,30 @@ fn a_lone_voter_with_nothing_to_join_founds_a_cluster_of_one() {
     let observer = Config::join(5, "n5", Role::Observer, []);
     assert!(observer.validate().unwrap_err().to_string().contains("no cluster to join"));
 }
+
+#[test]
+fn an_observer_with_the_longest_log_never_stands_and_counts_in_no_quorum() {
+    let initial =
+        Configuration::voters([(1, "a"), (2, "b"), (3, "c")]).with(4, "d", Role::Observer);
+    let cfgs = (1..=4).map(|i| (Config::new(i, initial.clone()), MemStore::new())).collect();
+    let mut cl = Cluster::from_stores(cfgs);
+    cl.elect(1);
+    let committed = cl.node(1).commit_index();
+    cl.isolate(2);
+    cl.isolate(3);
+    cl.cut.remove(&(1, 4));
+    cl.cut.remove(&(4, 1));
+    cl.round(1, &["only the observer has this"]);
+    assert_eq!(cl.node(4).last_index(), cl.node(1).last_index());
+    assert_eq!(cl.node(1).commit_index(), committed, "the observer's copy counted in a quorum");
+
+    // The leader goes; the observer holds the longest log of those left,
+    // yet it never stands, and the voters elect one of their own.
+    cl.isolate(1);
+    cl.cut.retain(|(a, b)| *a == 1 || *b == 1);
+    assert_eq!(cl.node(4).next_deadline(), None);
+    cl.elect(2);
+    assert_eq!(cl.node(2).status(), Status::Leader, "voters 2 and 3 elect without the observer");
+    assert_eq!(cl.node(3).leader(), Some(NodeId(2)));
+    assert_eq!(cl.node(4).status(), Status::Follower);
+}

@@ -33,6 +33,8 @@ pub struct Recorder {
     pub refuse_appends: Mutex<bool>,
     pub refuse_updates: Mutex<Option<String>>,
     pub removed: Mutex<Vec<NodeId>>,
+    /// Every (epoch, leader) this node saw announced.
+    pub led: Mutex<Vec<(u64, NodeId)>>,
 }
 
 impl Recorder {
@@ -87,6 +89,12 @@ impl Hook for Recorder {
 
     fn remove_connection(&self, peer: NodeId) {
         self.removed.lock().push(peer);
+    }
+
+    fn leader_change(&self, leader: Option<NodeId>, epoch: u64) {
+        if let Some(l) = leader {
+            self.led.lock().push((epoch, l));
+        }
     }
 
     fn switch_status(&self, from: Status, to: Status, _epoch: u64) {
