@@ -21,8 +21,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use hookraft::{
-    Config, Configuration, FileStore, FileStoreOptions, MemNetwork, MemStore, NoHook, Node, NodeId,
-    Status,
+    Config, Configuration, FileStore, FileStoreOptions, LogStore, MemNetwork, MemStore, NoHook,
+    Node, NodeId, Status, TcpOptions, TcpTransport,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -44,6 +44,23 @@ impl Store {
     }
 }
 
+/// How the nodes reach each other.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Net {
+    Mem,
+    /// `TcpTransport` on loopback ports.
+    Tcp,
+}
+
+impl Net {
+    fn name(self) -> &'static str {
+        match self {
+            Net::Mem => "mem",
+            Net::Tcp => "tcp",
+        }
+    }
+}
+
 struct Cluster {
     net: MemNetwork,
     nodes: Vec<Node>,
@@ -51,24 +68,40 @@ struct Cluster {
 }
 
 impl Cluster {
-    fn start(n: u64, store: Store, tweak: impl Fn(&mut Config)) -> Self {
-        let initial = Configuration::voters((1..=n).map(|i| (i, format!("mem-{i}"))));
+    fn start(n: u64, kind: Net, store: Store, tweak: impl Fn(&mut Config)) -> Self {
         let net = MemNetwork::with_seed(n);
+        let tcp: Vec<TcpTransport> = match kind {
+            Net::Mem => Vec::new(),
+            Net::Tcp => (1..=n)
+                .map(|_| {
+                    let any = "127.0.0.1:0".parse().unwrap();
+                    TcpTransport::bind(TcpOptions::new(any, 7)).expect("a loopback port")
+                })
+                .collect(),
+        };
+        let address = |id: u64| match kind {
+            Net::Mem => format!("mem-{id}"),
+            Net::Tcp => tcp[id as usize - 1].local_addr().to_string(),
+        };
+        let initial = Configuration::voters((1..=n).map(|i| (i, address(i))));
         let mut dirs = Vec::new();
         let mut nodes = Vec::new();
         for id in 1..=n {
             let mut cfg = Config::new(id, initial.clone());
             tweak(&mut cfg);
-            let node = match store {
-                Store::Mem => Node::start(cfg, net.transport(), MemStore::new(), NoHook),
+            let store: Box<dyn LogStore> = match store {
+                Store::Mem => Box::new(MemStore::new()),
                 Store::File => {
                     let dir = std::env::temp_dir()
                         .join(format!("hookraft-bench-{}-{id}", std::process::id()));
                     let _ = std::fs::remove_dir_all(&dir);
-                    let fs = FileStore::open(&dir, FileStoreOptions::default()).unwrap();
-                    dirs.push(dir);
-                    Node::start(cfg, net.transport(), fs, NoHook)
+                    dirs.push(dir.clone());
+                    Box::new(FileStore::open(&dir, FileStoreOptions::default()).unwrap())
                 }
+            };
+            let node = match kind {
+                Net::Mem => Node::start(cfg, net.transport(), store, NoHook),
+                Net::Tcp => Node::start(cfg, tcp[id as usize - 1].clone(), store, NoHook),
             };
             nodes.push(node.unwrap());
         }
@@ -130,8 +163,25 @@ fn percentile(sorted: &[Duration], q: f64) -> f64 {
     sorted[i].as_secs_f64() * 1e6
 }
 
-fn throughput(nodes: u64, clients: usize, payload: usize, store: Store) {
-    let cluster = Cluster::start(nodes, store, |_| {});
+/// Resets the process's peak resident memory (Linux), so that each case
+/// reports its own.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// The peak resident memory since the last reset, in MiB (0 where unknown).
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok());
+    kib.unwrap_or(0.0) / 1024.0
+}
+
+fn throughput(nodes: u64, clients: usize, payload: usize, kind: Net, store: Store) -> f64 {
+    reset_peak_rss();
+    let cluster = Cluster::start(nodes, kind, store, |_| {});
     let all: Vec<usize> = (0..nodes as usize).collect();
     let leader = &cluster.nodes[cluster.leader(&all)];
     closed_loop(leader, clients, payload, Duration::from_millis(300)); // warm-up
@@ -141,20 +191,24 @@ fn throughput(nodes: u64, clients: usize, payload: usize, store: Store) {
     let elapsed = start.elapsed();
     lat.sort_unstable();
     println!(
-        "bench=throughput transport=mem store={} nodes={nodes} clients={clients} \
-         payload={payload} ops_per_s={:.0} p50_us={:.1} p99_us={:.1} p999_us={:.1}",
+        "bench=throughput transport={} store={} nodes={nodes} clients={clients} \
+         payload={payload} ops_per_s={:.0} p50_us={:.1} p99_us={:.1} p999_us={:.1} \
+         peak_rss_mb={:.0}",
+        kind.name(),
         store.name(),
         lat.len() as f64 / elapsed.as_secs_f64(),
         percentile(&lat, 0.50),
         percentile(&lat, 0.99),
         percentile(&lat, 0.999),
+        peak_rss_mb(),
     );
+    lat.len() as f64 / elapsed.as_secs_f64()
 }
 
 /// Isolates the leader and times until a new leader has committed a
 /// proposal, `rounds` times.
 fn election(rounds: usize) {
-    let cluster = Cluster::start(3, Store::Mem, |c| {
+    let cluster = Cluster::start(3, Net::Mem, Store::Mem, |c| {
         c.election_timeout_min = Duration::from_millis(150);
         c.election_timeout_max = Duration::from_millis(300);
         c.heartbeat_interval = Duration::from_millis(50);
@@ -197,28 +251,103 @@ fn election(rounds: usize) {
 fn main() {
     let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let wanted = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
-    let cases: Vec<(u64, usize, usize, Store)> = vec![
-        (3, 1, 64, Store::Mem),
-        (3, 16, 64, Store::Mem),
-        (3, 256, 64, Store::Mem),
-        (5, 256, 64, Store::Mem),
-        (7, 256, 64, Store::Mem),
-        (3, 256, 4096, Store::Mem),
-        (3, 16, 65536, Store::Mem),
-        (3, 1, 64, Store::File),
-        (3, 16, 64, Store::File),
-        (3, 256, 64, Store::File),
+    let cases: Vec<(u64, usize, usize, Net, Store)> = vec![
+        (3, 1, 64, Net::Mem, Store::Mem),
+        (3, 16, 64, Net::Mem, Store::Mem),
+        (3, 256, 64, Net::Mem, Store::Mem),
+        (5, 256, 64, Net::Mem, Store::Mem),
+        (7, 256, 64, Net::Mem, Store::Mem),
+        (3, 256, 4096, Net::Mem, Store::Mem),
+        (3, 16, 65536, Net::Mem, Store::Mem),
+        (3, 1, 64, Net::Tcp, Store::Mem),
+        (3, 16, 64, Net::Tcp, Store::Mem),
+        (3, 256, 64, Net::Tcp, Store::Mem),
+        (3, 1, 64, Net::Mem, Store::File),
+        (3, 16, 64, Net::Mem, Store::File),
+        (3, 256, 64, Net::Mem, Store::File),
+        (3, 1, 64, Net::Tcp, Store::File),
+        (3, 16, 64, Net::Tcp, Store::File),
+        (3, 256, 64, Net::Tcp, Store::File),
     ];
-    for (nodes, clients, payload, store) in cases {
+    let mut chart = Vec::new();
+    for (nodes, clients, payload, net, store) in cases {
         let name = format!(
-            "throughput store={} nodes={nodes} clients={clients} payload={payload}",
+            "throughput transport={} store={} nodes={nodes} clients={clients} payload={payload}",
+            net.name(),
             store.name()
         );
         if wanted(&name) {
-            throughput(nodes, clients, payload, store);
+            let ops = throughput(nodes, clients, payload, net, store);
+            if nodes == 3 && payload == 64 {
+                chart.push((format!("{}+{}", net.name(), store.name()), clients, ops));
+            }
         }
+    }
+    if let Ok(path) = std::env::var("HOOKRAFT_BENCH_SVG") {
+        std::fs::write(&path, svg_chart(&chart)).expect("the chart is written");
+        println!("chart written to {path}");
     }
     if wanted("election") {
         election(20);
     }
+}
+
+/// A line chart of committed terms per second against proposers, one line
+/// per transport and store, as a standalone SVG.
+fn svg_chart(points: &[(String, usize, f64)]) -> String {
+    const W: f64 = 640.0;
+    const H: f64 = 400.0;
+    const M: f64 = 60.0;
+    let max = points.iter().map(|p| p.2).fold(1.0, f64::max) * 1.1;
+    let x = |clients: usize| M + (clients as f64).log(256.0) * (W - 2.0 * M);
+    let y = |ops: f64| H - M - ops / max * (H - 2.0 * M);
+    let mut out = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" \
+         font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{M}\" y=\"24\" font-size=\"15\">hookraft: committed terms per second, \
+         3 nodes, 64-byte terms</text>\n"
+    );
+    for clients in [1, 16, 256] {
+        let px = x(clients);
+        out += &format!(
+            "<line x1=\"{px}\" y1=\"{M}\" x2=\"{px}\" y2=\"{}\" stroke=\"#ddd\"/>\n\
+             <text x=\"{px}\" y=\"{}\" text-anchor=\"middle\">{clients}</text>\n",
+            H - M,
+            H - M + 18.0
+        );
+    }
+    out += &format!(
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">proposers</text>\n",
+        W / 2.0,
+        H - 16.0
+    );
+    for k in 0..=4 {
+        let v = max * k as f64 / 4.0;
+        out += &format!(
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{:.0}k</text>\n",
+            M - 6.0,
+            y(v) + 4.0,
+            v / 1000.0
+        );
+    }
+    let colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"];
+    let mut series: Vec<&str> = points.iter().map(|p| p.0.as_str()).collect();
+    series.dedup();
+    for (n, name) in series.iter().enumerate() {
+        let color = colors[n % colors.len()];
+        let path: Vec<String> = points
+            .iter()
+            .filter(|p| p.0 == *name)
+            .map(|p| format!("{:.1},{:.1}", x(p.1), y(p.2)))
+            .collect();
+        out += &format!(
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>\n\
+             <text x=\"{}\" y=\"{}\" fill=\"{color}\">{name}</text>\n",
+            path.join(" "),
+            W - M - 90.0,
+            M + 16.0 * n as f64 + 20.0
+        );
+    }
+    out + "</svg>\n"
 }
