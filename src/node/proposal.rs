@@ -167,8 +167,11 @@ impl Proposal {
     /// # Errors
     /// As `wait`, and [`WaitError::Unknown`] when the timeout passed first.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<(Index, Epoch), WaitError> {
-        let deadline = Instant::now() + timeout;
         let mut state = self.slot.state.lock();
+        if !matches!(*state, State::Waiting) {
+            return resolve(&state);
+        }
+        let deadline = Instant::now() + timeout;
         while matches!(*state, State::Waiting) {
             if self.slot.ready.wait_until(&mut state, deadline).timed_out() {
                 break;
