@@ -69,6 +69,12 @@ impl From<&[u8]> for Payload {
     }
 }
 
+impl From<String> for Payload {
+    fn from(v: String) -> Self {
+        Payload::from(v.into_bytes())
+    }
+}
+
 impl From<&str> for Payload {
     fn from(v: &str) -> Self {
         Payload(Arc::from(v.as_bytes()))
