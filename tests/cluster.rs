@@ -305,3 +305,19 @@ fn an_invalid_configuration_is_refused_with_a_reason() {
     let err = Node::start(cfg, MemNetwork::new().transport(), MemStore::new(), Recorder::default());
     assert!(err.err().unwrap().to_string().contains("heartbeat_interval"));
 }
+
+#[test]
+fn a_follower_restarted_with_an_empty_store_is_brought_back_in_full() {
+    let mut cluster = Cluster::new(3);
+    let leader = cluster.wait_leader();
+    let follower = if leader == 3 { 2 } else { 3 };
+    let mut last = 0;
+    for i in 0..100u8 {
+        last = cluster.propose(&[i]).wait_timeout(WAIT).unwrap().0;
+    }
+    cluster.wait_applied(follower, last);
+    cluster.crash(follower);
+    cluster.restart_empty(follower);
+    cluster.wait_applied(follower, last);
+    assert_eq!(cluster.hook(follower).contents(), cluster.hook(leader).contents());
+}

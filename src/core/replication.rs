@@ -207,6 +207,18 @@ impl<S: LogStore> Core<S> {
                 }
             }
             AppendReply::Mismatch { prev_index, last_index, conflict } => {
+                if last_index < p.match_index {
+                    // The follower holds less than it once stored: it lost
+                    // its log (a new disk, a store that was not durable), or
+                    // this is a late answer from before. Either way, count
+                    // only what it has now and probe from there; a late
+                    // answer costs one resend.
+                    p.match_index = last_index;
+                    p.next_index = last_index + 1;
+                    p.state = ProgressState::Probe;
+                    p.probe_sent = false;
+                    return self.replicate(from, false, out);
+                }
                 if prev_index <= p.match_index || prev_index >= p.next_index {
                     // An answer to a request older than what we know now.
                     return Ok(());

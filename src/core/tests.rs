@@ -1072,3 +1072,18 @@ fn an_observer_with_the_longest_log_never_stands_and_counts_in_no_quorum() {
     assert_eq!(cl.node(3).leader(), Some(NodeId(2)));
     assert_eq!(cl.node(4).status(), Status::Follower);
 }
+
+#[test]
+fn a_follower_that_lost_its_log_is_replicated_again_from_the_start() {
+    let mut cl = Cluster::new(3);
+    cl.elect(1);
+    cl.round(1, &["a", "b", "c"]);
+    assert_eq!(cl.node(1).progress()[&NodeId(3)].match_index, 5);
+    // Node 3 comes back with an empty store: the leader still believes it
+    // holds five terms.
+    cl.nodes[2] = core(3, 3);
+    cl.round(1, &[]);
+    cl.round(1, &[]);
+    assert_eq!(cl.log(3), cl.log(1));
+    assert_eq!(cl.node(1).progress()[&NodeId(3)].match_index, 5);
+}

@@ -184,6 +184,16 @@ impl Cluster {
         self.nodes.iter().flatten()
     }
 
+    /// Starts node `id` again after a crash, with an empty store (a node
+    /// whose disk was replaced).
+    pub fn restart_empty(&mut self, id: u64) {
+        let hook = Arc::new(Recorder::default());
+        let cfg = config(id, &self.initial);
+        let node = Node::start(cfg, self.net.transport(), MemStore::new(), hook.clone()).unwrap();
+        self.nodes[id as usize - 1] = Some(node);
+        self.hooks[id as usize - 1] = hook;
+    }
+
     /// Stops node `id` (a crash, as far as the others can tell).
     pub fn crash(&mut self, id: u64) {
         self.nodes[id as usize - 1].take().expect("node is running").shutdown();
