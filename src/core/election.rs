@@ -17,7 +17,7 @@ impl<S: LogStore> Core<S> {
     pub fn tick(&mut self, now: Duration) -> Result<Vec<Output>, CoreError> {
         let mut out = Vec::new();
         if self.next_deadline().is_some_and(|d| now >= d) {
-            if self.is_voter() {
+            if self.may_stand() {
                 self.start_election(now, &mut out)?;
             } else {
                 self.send_join_request(now, &mut out);

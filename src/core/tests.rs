@@ -1017,6 +1017,37 @@ fn a_removed_follower_learns_of_its_removal_and_stops_standing() {
 }
 
 #[test]
+fn a_leader_that_removed_itself_stands_again_until_it_knows_the_removal_committed() {
+    // Found by the simulator: a leader removed itself, crashed before the
+    // removal reached the other voter, and restarted. Only its log held
+    // the removal, so the other voter could never win its vote; and the
+    // removed node, absent from its own configuration, never stood. No
+    // leader could ever be elected.
+    let mut cl = Cluster::new(2);
+    cl.elect(1);
+    cl.round(1, &[]);
+    cl.isolate(2);
+    let removal = cl.node(1).membership_change(&MembershipChange::Remove(NodeId(1))).unwrap();
+    change(&mut cl, 1, removal);
+
+    let store = cl.nodes.remove(0).into_store();
+    cl.nodes.insert(0, core_with(&config(1, 2), store));
+    assert_eq!(cl.node(1).status(), Status::Pending);
+    cl.heal();
+    cl.now += Duration::from_secs(1);
+    cl.elect(1);
+    // It led a configuration without itself just long enough to commit
+    // the removal with the other voter, then stepped down for good.
+    assert_eq!(cl.node(1).counters().terms_as_leader, 1);
+    assert!(cl.node(1).commit_index() >= 3, "the removal committed");
+    assert_eq!(cl.node(1).status(), Status::Pending);
+    assert_eq!(cl.node(1).next_deadline(), None, "it knows: it never stands again");
+    cl.now += Duration::from_secs(1);
+    cl.elect(2);
+    assert_eq!(cl.leaders(), vec![2]);
+}
+
+#[test]
 fn the_last_voter_cannot_be_removed() {
     let mut cl = Cluster::new(1);
     cl.elect(1);
