@@ -126,6 +126,8 @@ pub(crate) enum Mutation {
     CommitEarlierEpoch,
     /// Grant a vote without checking that the candidate's log is up to date.
     SkipUpToDate,
+    /// Start a membership change while the last one is uncommitted.
+    ConcurrentChanges,
 }
 
 /// The settings the core reads from [`Config`].
