@@ -1,5 +1,6 @@
 //! Runs the deterministic simulator over many seeds (3, 5 and 7 voters,
-//! sometimes with observers, by seed) and checks that a run is a function
+//! sometimes with observers, by seed; membership changes in seeds from
+//! `SimConfig::MEMBERSHIP_SEEDS` on) and checks that a run is a function
 //! of its seed. `replay` runs the one seed in `HOOKRAFT_SIM_SEED` (and
 //! `HOOKRAFT_SIM_STEPS` steps, when set) and prints its history.
 
@@ -17,15 +18,27 @@ const STEPS: u64 = 5000;
 /// and the command that replays it.
 fn run_seeds(seeds: std::ops::Range<u64>) {
     let started = Instant::now();
-    let mut steps = 0;
+    let (mut steps, mut joiners, mut changes, mut configs) = (0, 0, 0, 0);
     for seed in seeds.clone() {
         match Simulation::new(SimConfig::from_seed(seed).with_steps(STEPS)).run() {
-            Ok(report) => steps += report.steps,
+            Ok(report) => {
+                steps += report.steps;
+                joiners += report.joiners;
+                changes += report.changes_asked;
+                configs += report.configurations;
+            }
             Err(v) => panic!("{v}"),
         }
     }
     let took = started.elapsed();
-    println!("seeds {seeds:?}: {steps} steps in {took:.1?}");
+    println!(
+        "seeds {seeds:?}: {steps} steps in {took:.1?}; {joiners} nodes joined, {changes} changes \
+         asked, {configs} configurations committed"
+    );
+    if seeds.start >= SimConfig::MEMBERSHIP_SEEDS {
+        assert!(joiners > 0 && changes > 0, "membership seeds change no membership");
+        assert!(configs > seeds.end - seeds.start, "no configuration beyond the initial ones");
+    }
 }
 
 #[test]
@@ -46,6 +59,20 @@ fn seeds_600_to_899() {
 #[test]
 fn seeds_900_to_1199() {
     run_seeds(900..1200);
+}
+
+/// Seeds from `SimConfig::MEMBERSHIP_SEEDS` on also start nodes that join,
+/// and ask leaders to remove, demote and promote members.
+const M: u64 = SimConfig::MEMBERSHIP_SEEDS;
+
+#[test]
+fn membership_seeds_0_to_299() {
+    run_seeds(M..M + 300);
+}
+
+#[test]
+fn membership_seeds_300_to_599() {
+    run_seeds(M + 300..M + 600);
 }
 
 #[test]

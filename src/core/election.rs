@@ -17,7 +17,7 @@ impl<S: LogStore> Core<S> {
     pub fn tick(&mut self, now: Duration) -> Result<Vec<Output>, CoreError> {
         let mut out = Vec::new();
         if self.next_deadline().is_some_and(|d| now >= d) {
-            if self.is_voter() {
+            if self.may_stand() {
                 self.start_election(now, &mut out)?;
             } else {
                 self.send_join_request(now, &mut out);
@@ -134,7 +134,9 @@ impl<S: LogStore> Core<S> {
     }
 
     /// Answers a vote request. `allowed` is the application's say: false
-    /// turns what would be a grant into a refusal, and nothing else.
+    /// turns what would be a grant into a refusal, and nothing else. A node
+    /// that its own configuration does not count as a voter answers too;
+    /// only a candidate whose configuration counts it asks.
     pub(super) fn handle_vote_request(
         &mut self,
         msg: &Message,
@@ -153,7 +155,12 @@ impl<S: LogStore> Core<S> {
         let up_to_date = up_to_date || self.mutation == Some(super::Mutation::SkipUpToDate);
         #[cfg(test)]
         let free = free || self.mutation == Some(super::Mutation::DoubleVote);
-        let can_vote = self.is_voter() && self.status != Status::Leader;
+        // A node votes without consulting its own configuration (as the
+        // dissertation's §4.1 asks of every request): a candidate counts
+        // only the voters of its own configuration, and a node whose log
+        // lacks the change that made it a voter must still be able to
+        // give the vote that change made necessary.
+        let can_vote = self.status != Status::Leader;
 
         let granted = allowed && up_to_date && free && can_vote;
         if granted {

@@ -167,7 +167,8 @@ impl<S: LogStore> Core<S> {
     }
 
     /// After the commit index moved on a leader: members removed by a
-    /// committed configuration lose their progress, and a leader that the
+    /// committed configuration are told so and lose their progress, and a
+    /// leader that the
     /// committed configuration no longer counts as a voter steps down.
     pub(super) fn settle_membership(
         &mut self,
@@ -179,6 +180,14 @@ impl<S: LogStore> Core<S> {
             return Ok(());
         }
         let config = self.membership().clone();
+        // One last message carries the commit index to the members the
+        // change removed: a node stands until it knows its removal
+        // committed.
+        let removed: Vec<NodeId> =
+            self.progress.keys().copied().filter(|id| !config.contains(*id)).collect();
+        for id in removed {
+            self.replicate(id, true, out)?;
+        }
         self.progress.retain(|id, _| config.contains(*id));
         if !config.is_voter(self.id) {
             self.become_follower(self.epoch, None, now, out)?;

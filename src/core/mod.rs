@@ -126,6 +126,8 @@ pub(crate) enum Mutation {
     CommitEarlierEpoch,
     /// Grant a vote without checking that the candidate's log is up to date.
     SkipUpToDate,
+    /// Start a membership change while the last one is uncommitted.
+    ConcurrentChanges,
 }
 
 /// The settings the core reads from [`Config`].
@@ -322,7 +324,7 @@ impl<S: LogStore> Core<S> {
         if self.status == Status::Leader {
             return None;
         }
-        if self.is_voter() {
+        if self.may_stand() {
             return Some(self.election_deadline);
         }
         self.joining().then_some(self.join_deadline)
@@ -368,6 +370,25 @@ impl<S: LogStore> Core<S> {
 
     fn is_voter(&self) -> bool {
         self.membership().is_voter(self.id)
+    }
+
+    /// Whether this node stands for election when no leader is heard: it
+    /// is a voter of the configuration in force, or of the one before it
+    /// while this node does not know the change committed. A leader starts
+    /// a change only once the one before is committed, so until the change
+    /// commits a quorum of the configuration before may still be needed,
+    /// and this node may hold the only copy of the change: without its
+    /// candidacy, no one could finish it. Its own vote counts only where
+    /// its configuration names it a voter (dissertation §4.2.2: a leader
+    /// may manage a configuration it is not part of).
+    fn may_stand(&self) -> bool {
+        if self.is_voter() {
+            return true;
+        }
+        let [.., (_, before), (last, _)] = self.configs.as_slice() else {
+            return false;
+        };
+        *last > self.commit && before.is_voter(self.id)
     }
 
     /// The status a node takes when it is not leading nor standing.

@@ -67,6 +67,11 @@ impl<S: LogStore> Core<S> {
     /// overrule a change an earlier leader committed.
     pub fn can_change_membership(&self) -> bool {
         let last_config = self.configs.last().map_or(0, |(i, _)| *i);
+        #[cfg(test)]
+        let last_config = match self.mutation {
+            Some(super::Mutation::ConcurrentChanges) => 0,
+            _ => last_config,
+        };
         self.status == Status::Leader
             && last_config <= self.commit
             && self.store.epoch_of(self.commit) == Some(self.epoch)

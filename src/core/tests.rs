@@ -440,15 +440,17 @@ fn a_stale_epoch_message_is_answered_with_the_current_epoch_and_changes_nothing(
 // ---- Observers and pending nodes ----
 
 #[test]
-fn an_observer_never_stands_nor_votes_and_counts_in_no_quorum() {
+fn an_observer_never_stands_nor_is_asked_to_vote_and_counts_in_no_quorum() {
     let initial = Configuration::voters([(1, "a"), (2, "b")]).with(3, "c", Role::Observer);
     let mut obs = core_with(&Config::new(3, initial.clone()), MemStore::new());
     assert_eq!(obs.status(), Status::Follower);
     assert_eq!(obs.next_deadline(), None);
     assert!(obs.tick(Duration::from_secs(3600)).unwrap().is_empty());
     assert_eq!((obs.status(), obs.epoch()), (Status::Follower, 0));
+    // Asked anyway (by a candidate whose log has promoted it), it answers
+    // as any node would: its own log may lack the promotion.
     let req = msg(1, 3, 1, Body::VoteRequest { last_index: 9, last_epoch: 9 });
-    assert_eq!(sends(&obs.step(req, MS).unwrap())[0].body, Body::VoteReply { granted: false });
+    assert_eq!(sends(&obs.step(req, MS).unwrap())[0].body, Body::VoteReply { granted: true });
 
     assert_eq!(initial.quorum(), 2, "two voters: a quorum is both");
     let voter = core_with(&Config::new(1, initial), MemStore::new());
@@ -457,6 +459,29 @@ fn an_observer_never_stands_nor_votes_and_counts_in_no_quorum() {
     let out = voter.tick(d).unwrap();
     let asked: Vec<u64> = sends(&out).iter().map(|m| m.to.0).collect();
     assert_eq!(asked, vec![2], "the observer is not asked for a vote");
+}
+
+#[test]
+fn a_voter_whose_promotion_never_reached_it_still_votes_for_the_leader_that_promoted_it() {
+    // Found by the simulator: a lone voter promoted an observer and lost
+    // leadership before the promotion reached it. Its own log counts two
+    // voters, the observer's log one, and the observer refused to vote
+    // because its log did not count it: no leader could ever be elected.
+    let initial = Configuration::voters([(1, "a")]).with(2, "b", Role::Observer);
+    let cfgs = (1..=2).map(|i| (Config::new(i, initial.clone()), MemStore::new())).collect();
+    let mut cl = Cluster::from_stores(cfgs);
+    cl.elect(1);
+    cl.round(1, &[]);
+    cl.isolate(2);
+    change(&mut cl, 1, Configuration::voters([(1, "a"), (2, "b")]));
+    assert!(!cl.node(2).membership().is_voter(NodeId(2)));
+
+    let store = cl.nodes.remove(0).into_store();
+    cl.nodes.insert(0, core_with(&Config::new(1, initial), store));
+    cl.heal();
+    cl.now += Duration::from_secs(1);
+    cl.elect(1);
+    assert_eq!(cl.leaders(), vec![1], "the vote of node 2 is needed, and must be given");
 }
 
 #[test]
@@ -989,6 +1014,37 @@ fn a_removed_follower_learns_of_its_removal_and_stops_standing() {
     assert_eq!(cl.node(3).status(), Status::Pending);
     assert_eq!(cl.node(3).next_deadline(), None);
     assert!(!cl.node(1).progress().contains_key(&NodeId(3)), "dropped once committed");
+}
+
+#[test]
+fn a_leader_that_removed_itself_stands_again_until_it_knows_the_removal_committed() {
+    // Found by the simulator: a leader removed itself, crashed before the
+    // removal reached the other voter, and restarted. Only its log held
+    // the removal, so the other voter could never win its vote; and the
+    // removed node, absent from its own configuration, never stood. No
+    // leader could ever be elected.
+    let mut cl = Cluster::new(2);
+    cl.elect(1);
+    cl.round(1, &[]);
+    cl.isolate(2);
+    let removal = cl.node(1).membership_change(&MembershipChange::Remove(NodeId(1))).unwrap();
+    change(&mut cl, 1, removal);
+
+    let store = cl.nodes.remove(0).into_store();
+    cl.nodes.insert(0, core_with(&config(1, 2), store));
+    assert_eq!(cl.node(1).status(), Status::Pending);
+    cl.heal();
+    cl.now += Duration::from_secs(1);
+    cl.elect(1);
+    // It led a configuration without itself just long enough to commit
+    // the removal with the other voter, then stepped down for good.
+    assert_eq!(cl.node(1).counters().terms_as_leader, 1);
+    assert!(cl.node(1).commit_index() >= 3, "the removal committed");
+    assert_eq!(cl.node(1).status(), Status::Pending);
+    assert_eq!(cl.node(1).next_deadline(), None, "it knows: it never stands again");
+    cl.now += Duration::from_secs(1);
+    cl.elect(2);
+    assert_eq!(cl.leaders(), vec![2]);
 }
 
 #[test]

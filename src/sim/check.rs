@@ -101,14 +101,20 @@ impl Checker {
 
     /// Term `t` sits in the log of `id` after a term of `prev_epoch`: every
     /// log holding a term with its index and epoch must agree on both.
-    pub(crate) fn log_term(&mut self, id: NodeId, t: &Term, prev_epoch: Epoch) -> Result<(), Fail> {
+    /// True when no log held that term before.
+    pub(crate) fn log_term(
+        &mut self,
+        id: NodeId,
+        t: &Term,
+        prev_epoch: Epoch,
+    ) -> Result<bool, Fail> {
         let key = (t.index, t.epoch);
         let Some((prev, kind)) = self.registry.get(&key) else {
             self.registry.insert(key, (prev_epoch, t.kind.clone()));
-            return Ok(());
+            return Ok(true);
         };
         if *prev == prev_epoch && *kind == t.kind {
-            return Ok(());
+            return Ok(false);
         }
         let detail = format!(
             "holds a term of index {} epoch {} after epoch {prev_epoch} with {:?}; another log \
@@ -146,6 +152,17 @@ impl Checker {
             return Ok(Some(new));
         }
         Ok(None)
+    }
+
+    /// Whether the term of `epoch` at `index` is known to be committed.
+    pub(crate) fn is_committed(&self, index: Index, epoch: Epoch) -> bool {
+        self.committed.get(&index).is_some_and(|c| c.epoch == epoch)
+    }
+
+    /// Configuration terms known to be committed.
+    pub(crate) fn committed_configs(&self) -> u64 {
+        let configs = self.committed.values().filter(|c| matches!(c.kind, TermKind::Config(_)));
+        configs.count() as u64
     }
 
     /// Node `id` applied `t`: every node applies the same term there.

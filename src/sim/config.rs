@@ -29,6 +29,11 @@ pub struct Faults {
     pub max_skew_ppm: u32,
     /// Largest offset of a node's clock from virtual time zero.
     pub max_offset: Duration,
+    /// Chance that a fault is a membership change instead: a new node
+    /// starts and asks to join, or the leader is asked to remove a member,
+    /// demote a voter or promote an observer. Zero (the default) keeps the
+    /// membership as it started; each run draws its chance below this.
+    pub membership: f64,
 }
 
 impl Default for Faults {
@@ -43,6 +48,7 @@ impl Default for Faults {
             proposal_interval: Duration::from_millis(20),
             max_skew_ppm: 10_000,
             max_offset: Duration::from_secs(10),
+            membership: 0.0,
         }
     }
 }
@@ -72,12 +78,25 @@ impl SimConfig {
     /// Steps of the faulty phase unless told otherwise.
     pub const DEFAULT_STEPS: u64 = 3000;
 
+    /// The first seed whose run changes the membership: seeds from here on
+    /// set [`Faults::membership`] to [`SimConfig::MEMBERSHIP_RATE`], those
+    /// below leave it at zero.
+    pub const MEMBERSHIP_SEEDS: u64 = 1_000_000;
+
+    /// The most [`Faults::membership`] of a seed that changes membership.
+    pub const MEMBERSHIP_RATE: f64 = 0.4;
+
     /// The run of `seed`: 3, 5 or 7 voters by `seed % 3`, one or two
     /// observers when `seed % 4 == 3`, [`SimConfig::DEFAULT_STEPS`] steps and
-    /// the default faults. Everything else comes from the seed as the run
-    /// goes.
+    /// the default faults, with membership changes from
+    /// [`SimConfig::MEMBERSHIP_SEEDS`] on. Everything else comes from the
+    /// seed as the run goes.
     pub fn from_seed(seed: u64) -> Self {
         let observers = if seed % 4 == 3 { 1 + (seed / 4 % 2) as usize } else { 0 };
+        let mut faults = Faults::default();
+        if seed >= Self::MEMBERSHIP_SEEDS {
+            faults.membership = Self::MEMBERSHIP_RATE;
+        }
         SimConfig {
             seed,
             voters: [3, 5, 7][(seed % 3) as usize],
@@ -85,7 +104,7 @@ impl SimConfig {
             steps: Self::DEFAULT_STEPS,
             recovery_steps: 20_000,
             record_history: false,
-            faults: Faults::default(),
+            faults,
         }
     }
 

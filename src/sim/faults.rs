@@ -12,8 +12,12 @@ use crate::sim::{Simulation, Violation};
 use crate::types::NodeId;
 
 impl Simulation {
-    /// One random fault.
+    /// One random fault; in runs that change membership, sometimes a
+    /// membership change.
     pub(crate) fn fault(&mut self) -> Result<(), Fail> {
+        if self.membership_chance > 0.0 && self.rng.random_bool(self.membership_chance) {
+            return self.membership_fault();
+        }
         match self.rng.random_range(0..100) {
             0..15 => self.crash_one(),
             15..25 => self.crash_leader(),
@@ -35,7 +39,7 @@ impl Simulation {
     }
 
     /// A node that leads now, chosen at random, if any.
-    fn pick_leader(&mut self) -> Option<usize> {
+    pub(crate) fn pick_leader(&mut self) -> Option<usize> {
         let leaders: Vec<usize> =
             (0..self.nodes.len()).filter(|i| self.nodes[*i].leads().is_some()).collect();
         leaders.choose(&mut self.rng).copied()
@@ -44,6 +48,7 @@ impl Simulation {
     fn pick(&mut self, up: bool) -> Option<usize> {
         let ids: Vec<usize> =
             (0..self.nodes.len()).filter(|i| self.nodes[*i].is_up() == up).collect();
+        let ids: Vec<usize> = ids.into_iter().filter(|i| !self.nodes[*i].retired).collect();
         ids.choose(&mut self.rng).copied()
     }
 
@@ -156,7 +161,7 @@ impl Simulation {
         self.net.weather = self.net.weather.calm();
         self.note(|| "faults end".to_string());
         for i in 0..self.nodes.len() {
-            if !self.nodes[i].is_up() {
+            if !self.nodes[i].is_up() && !self.nodes[i].retired {
                 self.restart(i)?;
             }
         }
@@ -164,18 +169,26 @@ impl Simulation {
     }
 
     /// The calm phase: a leader is elected, a new proposal commits, and
-    /// every node applies up to it, within the allowed steps.
+    /// every member of the leader's configuration applies up to it, within
+    /// the allowed steps. Nodes outside that configuration (removed, or
+    /// still waiting to join) are exempt: nothing sends them terms.
     pub(crate) fn recover(&mut self) -> Result<(), Violation> {
         let start = self.step;
         let mut target = None;
         loop {
             if let Some(new) = self.recovered_at {
                 // Proposals still on their way when faults ended may be
-                // acknowledged after the new one: every node must reach all.
+                // acknowledged after the new one: every member must reach
+                // all of them.
                 let acked = self.checker.acked.keys().next_back().copied();
                 let goal = acked.map_or(new, |a| a.max(new));
-                if self.nodes.iter().all(|n| n.seen_applied >= goal) {
-                    break;
+                if let Some((at, _)) = self.current_leader() {
+                    let members = self.final_members(at);
+                    let reached = |id: &NodeId| self.nodes[id.0 as usize - 1].seen_applied >= goal;
+                    if members.iter().all(reached) {
+                        self.final_members = Some(members);
+                        break;
+                    }
                 }
             } else if let Some(at) = self.current_leader() {
                 if target != Some(at) {
@@ -211,9 +224,16 @@ impl Simulation {
             .nodes
             .iter()
             .map(|n| {
-                let c = n.core.as_ref().expect("every node runs in the calm phase");
+                let Some(c) = n.core.as_ref() else {
+                    return format!("{} retired", n.id);
+                };
                 let (s, e, ci) = (c.status(), c.epoch(), c.commit_index());
-                format!("{} {s} epoch={e} commit={ci} applied={}", n.id, n.seen_applied)
+                let voters: Vec<u64> = c.membership().voter_ids().map(|v| v.0).collect();
+                let members = c.membership().members.len();
+                format!(
+                    "{} {s} epoch={e} commit={ci} applied={} voters={voters:?} members={members}",
+                    n.id, n.seen_applied
+                )
             })
             .collect();
         let detail = format!(
@@ -226,16 +246,18 @@ impl Simulation {
         Fail::new(Check::Liveness, self.nodes[0].id, detail)
     }
 
-    /// Every proposal acknowledged as committed is the term every node
-    /// applied at its index.
+    /// Every proposal acknowledged as committed is the term every member
+    /// of the final configuration applied at its index.
     fn check_acknowledged(&self) -> Result<(), Fail> {
+        let members = self.final_members.as_ref().expect("set when the calm phase ends");
         for (index, (epoch, pid)) in &self.checker.acked {
             let content = super::outputs::proposal_content(*pid);
             let applied = self.checker.applied_at(*index);
             let ok = applied.is_some_and(|(e, k)| {
                 e == *epoch && matches!(k, crate::types::TermKind::Content(c) if **c == *content)
             });
-            let behind = self.nodes.iter().find(|n| n.seen_applied < *index);
+            let behind =
+                self.nodes.iter().find(|n| members.contains(&n.id) && n.seen_applied < *index);
             if ok && behind.is_none() {
                 continue;
             }

@@ -12,7 +12,7 @@ use crate::sim::net::Event;
 use crate::sim::node::Pending;
 use crate::sim::outputs::proposal_content;
 use crate::sim::Simulation;
-use crate::types::{Epoch, TermKind};
+use crate::types::{Configuration, Epoch, TermKind};
 
 /// How many times a client follows a leader hint before giving up.
 const MAX_REDIRECTS: u32 = 3;
@@ -61,7 +61,7 @@ impl Simulation {
 
     /// The worker runs a round at once when its pool holds work: within
     /// two milliseconds here.
-    fn round_soon(&mut self, i: usize, local: Duration) {
+    pub(crate) fn round_soon(&mut self, i: usize, local: Duration) {
         let soon = local + Duration::from_micros(self.rng.random_range(0..=2000));
         let node = &mut self.nodes[i];
         node.next_round = Some(node.next_round.map_or(soon, |r| r.min(soon)));
@@ -93,6 +93,14 @@ impl Simulation {
         let Some(draft) = node.core().draft_round(kinds) else {
             return Ok(());
         };
+        #[cfg(test)]
+        let check = !self.skip_change_rule;
+        #[cfg(not(test))]
+        let check = true;
+        if check {
+            self.check_change_allowed(i, &draft)?;
+        }
+        let node = &mut self.nodes[i];
         let approved = node.hook.send_term(&draft.terms);
         let (first, count) = (draft.first_index, draft.terms.len());
         if approved {
@@ -120,16 +128,45 @@ impl Simulation {
         Ok(())
     }
 
-    /// The terms of one round, popped from the pool, and the proposal each
-    /// one carries; proposals taken in another epoch are dropped.
+    /// The terms of one round and the proposal each one carries, taken as
+    /// the runtime's `pop_work` does: a promotion the core has ready or a
+    /// change from the update-node pool, or proposals from the term pool,
+    /// chosen by the core when both hold work. Proposals taken in another
+    /// epoch are dropped.
     fn pop_work(&mut self, i: usize, epoch: Epoch) -> (Vec<TermKind>, Vec<Option<u64>>) {
         let node = &mut self.nodes[i];
         let core = node.core.as_mut().expect("a leader runs");
-        let max = core.max_terms_per_round();
-        let (mut kinds, mut ids) = (Vec::new(), Vec::new());
-        if core.choose_work(false, !node.pool.is_empty()) != Work::Terms {
-            return (kinds, ids);
+        let promotion = core.ready_promotion();
+        let changes =
+            promotion.is_some() || (!node.updates.is_empty() && core.can_change_membership());
+        match core.choose_work(changes, !node.pool.is_empty()) {
+            Work::Terms => self.pop_terms(i, epoch),
+            Work::UpdateNode => match promotion.or_else(|| self.pop_change(i)) {
+                Some(config) => (vec![TermKind::Config(config)], vec![None]),
+                None => (Vec::new(), Vec::new()),
+            },
+            Work::Nothing => (Vec::new(), Vec::new()),
         }
+    }
+
+    /// The configuration the next waiting change leads to, skipping changes
+    /// that change nothing.
+    fn pop_change(&mut self, i: usize) -> Option<Configuration> {
+        let node = &mut self.nodes[i];
+        let id = node.id;
+        while let Some(change) = node.updates.pop_front() {
+            if let Some(config) = node.core().membership_change(&change) {
+                self.note(|| format!("{id} starts the membership change {change:?}"));
+                return Some(config);
+            }
+        }
+        None
+    }
+
+    fn pop_terms(&mut self, i: usize, epoch: Epoch) -> (Vec<TermKind>, Vec<Option<u64>>) {
+        let node = &mut self.nodes[i];
+        let max = node.core().max_terms_per_round();
+        let (mut kinds, mut ids) = (Vec::new(), Vec::new());
         while kinds.len() < max {
             let Some(p) = node.pool.pop_front() else {
                 break;

@@ -7,7 +7,10 @@
 //! loss, duplication, delay and reordering, partitions that form and heal
 //! (one-way ones too), crashes and restarts (a restart builds a new core over
 //! the same store, which keeps only what it made durable), and client
-//! proposals arriving at random nodes. Around each core it plays the part of
+//! proposals arriving at random nodes. In runs that ask for it
+//! ([`Faults::membership`]), the membership changes too: new nodes start
+//! and join through the protocol, and leaders are asked to remove, demote
+//! and promote members. Around each core it plays the part of
 //! the threaded runtime: the same [`Hook`] methods are called at the same
 //! moments, the leader runs its rounds on its heartbeat timer and soon after
 //! proposals arrive, and committed terms are taken and applied.
@@ -15,8 +18,8 @@
 //! After every step the simulation checks Raft's safety properties (see
 //! [`Check`]), remembering what it saw over the whole run. A run ends with
 //! a calm phase: every partition heals, every crashed node restarts, and a
-//! leader must be elected and a new proposal commit and reach every node
-//! within a bounded number of steps.
+//! leader must be elected and a new proposal commit and reach every member
+//! of the leader's configuration within a bounded number of steps.
 //!
 //! The same [`SimConfig`] gives the same run, byte for byte: nothing depends
 //! on a hash order, the wall clock or a thread. A broken property comes back
@@ -38,6 +41,7 @@ mod config;
 mod driver;
 mod faults;
 mod leader;
+mod membership;
 mod net;
 mod node;
 mod observe;
@@ -102,10 +106,18 @@ pub struct Simulation {
     /// Proposals of the calm phase, and the index of the first one acked.
     recovery_ids: std::collections::BTreeSet<u64>,
     recovered_at: Option<crate::types::Index>,
+    /// The members the calm phase waited for, once it ended.
+    final_members: Option<std::collections::BTreeSet<NodeId>>,
+    /// This run's chance that a fault changes membership.
+    membership_chance: f64,
     history: Option<Vec<String>>,
     report: Report,
     #[cfg(test)]
     mutation: Option<SimMutation>,
+    /// Leaves out the check that a leader starts one change at a time, to
+    /// see whether the other checks catch a broken rule by its effects.
+    #[cfg(test)]
+    skip_change_rule: bool,
 }
 
 impl Simulation {
@@ -129,6 +141,10 @@ impl Simulation {
         let fault_interval = draw_interval(&mut rng, cfg.faults.fault_interval);
         let proposal_interval = draw_interval(&mut rng, cfg.faults.proposal_interval);
         let configs = node_configs(&mut rng, &cfg);
+        // Drawn only when asked for, so that runs without membership
+        // changes draw exactly what they drew before.
+        let max = cfg.faults.membership;
+        let membership_chance = if max > 0.0 { rng.random_range(max / 4.0..=max) } else { 0.0 };
         let mut sim = Simulation {
             report: Report {
                 seed: cfg.seed,
@@ -152,8 +168,12 @@ impl Simulation {
             next_proposal: 0,
             recovery_ids: Default::default(),
             recovered_at: None,
+            final_members: None,
+            membership_chance,
             #[cfg(test)]
             mutation: None,
+            #[cfg(test)]
+            skip_change_rule: false,
         };
         for c in configs {
             sim.add_node(c);
@@ -172,6 +192,11 @@ impl Simulation {
         };
         let seed = self.rng.random();
         let store = store::SimStore::new();
+        #[cfg(test)]
+        let store = match self.mutation {
+            Some(SimMutation::AckBeforeDurable) => store.into_volatile(),
+            _ => store,
+        };
         let core = Core::new(&config, store, seed, clock.local(self.now))
             .expect("an empty simulated store takes the first term");
         let hook = (self.hooks)(config.id);
@@ -231,6 +256,7 @@ impl Simulation {
         self.report.steps = self.step;
         self.report.virtual_time = self.now;
         self.report.leaders = self.checker.leader_count();
+        self.report.configurations = self.checker.committed_configs();
         Ok(self.report.clone())
     }
 

@@ -1,6 +1,7 @@
 //! One simulated node: its skewed clock, its core (or, while crashed, only
 //! its store), its hook, and what the runtime would keep beside the core:
-//! the term pool, the proposals waiting for their index, the leader's timers.
+//! the term pool, the update-node pool, the proposals waiting for their
+//! index, the leader's timers.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
@@ -9,7 +10,7 @@ use crate::config::Config;
 use crate::core::Core;
 use crate::hook::Hook;
 use crate::sim::store::SimStore;
-use crate::types::{Epoch, Index, NodeId, Payload, Status};
+use crate::types::{Configuration, Epoch, Index, MembershipChange, NodeId, Payload, Status};
 
 /// A node's clock: `local = offset + true × (1 + ppm / 10⁶)`. Both are
 /// fixed for the run, so local time never goes back.
@@ -63,6 +64,15 @@ pub(crate) struct SimNode {
     /// The epoch this node leads, as its leader worker would know it.
     pub(crate) leading: Option<Epoch>,
     pub(crate) pool: VecDeque<Pending>,
+    /// The update-node pool: changes waiting for a round, at most one per
+    /// node. Like the runtime's, it outlives a leadership and dies with the
+    /// process.
+    pub(crate) updates: VecDeque<MembershipChange>,
+    /// The last configuration applied, to tell the application of the
+    /// members a newly applied one drops.
+    pub(crate) applied_config: Configuration,
+    /// Stopped for good after its removal: never restarted.
+    pub(crate) retired: bool,
     /// Proposals built into terms: index → (epoch, proposal id).
     pub(crate) waiters: BTreeMap<Index, (Epoch, u64)>,
     /// Local times of the leader's next round and next prepare.
@@ -95,6 +105,9 @@ impl SimNode {
             hook,
             leading: None,
             pool: VecDeque::new(),
+            updates: VecDeque::new(),
+            applied_config: Configuration::default(),
+            retired: false,
             waiters: BTreeMap::new(),
             next_round: None,
             next_prepare: None,
@@ -144,6 +157,7 @@ impl SimNode {
         self.parked = Some(store);
         self.leading = None;
         self.pool.clear();
+        self.updates.clear();
         self.waiters.clear();
         self.next_round = None;
         self.next_prepare = None;
@@ -154,10 +168,26 @@ impl SimNode {
         self.core = Some(core);
         self.parked = None;
         self.hook = hook;
+        self.applied_config = Configuration::default();
         self.seen_commit = 0;
         self.seen_applied = 0;
         self.applied_ids.clear();
         self.mirror.clear();
+    }
+
+    /// Puts `change` in the update-node pool, as the runtime's
+    /// `queue_change` does: ignored when a change for the same node already
+    /// waits there, refused when the pool is full.
+    pub(crate) fn queue_change(&mut self, change: MembershipChange) -> Result<(), &'static str> {
+        let id = change.node();
+        if self.updates.iter().any(|c| c.node() == id) {
+            return Ok(());
+        }
+        if self.updates.len() >= self.config.update_pool_capacity {
+            return Err("the update-node pool is full");
+        }
+        self.updates.push_back(change);
+        Ok(())
     }
 
     /// Takes the parked store, to build a core over it.

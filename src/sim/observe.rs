@@ -3,9 +3,12 @@
 //! and the part of its log not checked yet.
 
 use crate::sim::check::{check_holds, Fail, NewCommit};
+use crate::sim::membership::{last_config, one_voter_apart};
 use crate::sim::report::Check;
+use crate::sim::store::SimStore;
 use crate::sim::Simulation;
 use crate::store::LogStore;
+use crate::types::{NodeId, Term, TermKind};
 
 impl Simulation {
     /// Checks node `i` after a step that drove it.
@@ -95,12 +98,17 @@ impl Simulation {
         let terms = store.terms(keep + 1, last, usize::MAX);
         let terms = terms.map_err(|e| self.store_failed(i, &e.to_string()))?;
         let node = &mut self.nodes[i];
+        let mut new_configs = Vec::new();
         for t in &terms {
             let prev = node.mirror.last().copied().unwrap_or(0);
-            self.checker.log_term(node.id, t, prev)?;
+            let new = self.checker.log_term(node.id, t, prev)?;
             node.mirror.push(t.epoch);
+            if new && matches!(t.kind, TermKind::Config(_)) {
+                new_configs.push(t);
+            }
         }
-        Ok(())
+        let node = &self.nodes[i];
+        new_configs.into_iter().try_for_each(|t| check_config_step(node.id, node.store(), t))
     }
 
     /// Checks every log from the start, running or not.
@@ -111,4 +119,23 @@ impl Simulation {
         }
         Ok(())
     }
+}
+
+/// A configuration term seen for the first time moves at most one voter
+/// from the configuration before it in the log (the same in every log that
+/// holds the term, by log matching).
+fn check_config_step(id: NodeId, store: &SimStore, t: &Term) -> Result<(), Fail> {
+    let TermKind::Config(config) = &t.kind else {
+        return Ok(());
+    };
+    let Some((index, _, before)) = last_config(store, t.index) else {
+        return Ok(());
+    };
+    if one_voter_apart(before, config) {
+        return Ok(());
+    }
+    let (a, b): (Vec<u64>, Vec<u64>) =
+        (before.voter_ids().map(|v| v.0).collect(), config.voter_ids().map(|v| v.0).collect());
+    let detail = format!("the configuration has voters {b:?}, the one at {index} before it {a:?}");
+    Err(Fail::new(Check::OneChangeAtATime, id, detail).at(Some(t.epoch), Some(t.index)))
 }

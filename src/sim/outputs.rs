@@ -3,12 +3,13 @@
 //! started or stopped, committed terms applied and proposals resolved.
 
 use crate::core::Output;
+use crate::hook::UpdateNode;
 use crate::message::Message;
 use crate::sim::check::Fail;
 use crate::sim::net::Fate;
 use crate::sim::report::Check;
 use crate::sim::Simulation;
-use crate::types::{Epoch, Status, Term};
+use crate::types::{Configuration, Epoch, MembershipChange, NodeId, Status, Term, TermKind};
 
 /// Most committed terms taken from a core at once, as the runtime does.
 const APPLY_BATCH: usize = 1024;
@@ -36,11 +37,15 @@ impl Simulation {
                 Output::StatusChanged { from, to, epoch } => {
                     apply |= to == Status::Leader;
                     self.status_changed(i, from, to, epoch);
+                    if to == Status::Candidate {
+                        self.check_candidate(i)?;
+                    }
                 }
                 Output::Committed { index } => {
                     self.nodes[i].hook.commit_term(index);
                     apply = true;
                 }
+                Output::JoinRequested(request) => messages.push(self.answer_join(i, request)),
                 other => self.minor_output(i, other),
             }
         }
@@ -76,15 +81,37 @@ impl Simulation {
                 node.hook.lost_connection(peer);
                 self.note(|| format!("{id} lost {peer}"));
             }
+            // The simulated network routes by id: there is no address to
+            // learn.
             Output::Addresses(_) => {}
-            Output::JoinRequested(request) => {
-                // FIXME: the simulator runs no membership change yet, so no
-                // node asks to join; a request is noted and left unanswered.
-                self.note(|| format!("{id} was asked to admit {request:?}"));
+            Output::JoinRefused { reason } => {
+                self.note(|| format!("{id} was refused admission: {reason}"));
             }
-            Output::JoinRefused { reason } => self.note(|| format!("{id} refused: {reason}")),
-            Output::Send(_) | Output::StatusChanged { .. } | Output::Committed { .. } => {}
+            Output::Send(_)
+            | Output::StatusChanged { .. }
+            | Output::Committed { .. }
+            | Output::JoinRequested(_) => {}
         }
+    }
+
+    /// A leader's answer to a request to join, as the runtime's
+    /// `answer_join`: the application decides, an accepted change waits in
+    /// the update-node pool (once per node), and the worker runs a round
+    /// soon.
+    fn answer_join(&mut self, i: usize, request: UpdateNode) -> Message {
+        let local = self.local(i);
+        let node = &mut self.nodes[i];
+        let (id, from) = (node.id, request.id);
+        let change = MembershipChange::Update(request.clone());
+        let decision = node.hook.update_node(&request).and_then(|()| {
+            node.queue_change(change).map_err(|e| format!("cannot take the request now: {e}"))
+        });
+        let reply = node.core().join_reply(from, decision.clone());
+        if decision.is_ok() && node.leading.is_some() {
+            self.round_soon(i, local);
+        }
+        self.note(|| format!("{id} answers the join request of {from}: {decision:?}"));
+        reply
     }
 
     fn send(&mut self, m: Message) {
@@ -132,8 +159,24 @@ impl Simulation {
             };
             for t in &terms {
                 self.nodes[i].hook.apply_term(t);
+                if let TermKind::Config(config) = &t.kind {
+                    self.removed_members(i, config);
+                }
                 self.applied_one(i, t)?;
             }
+        }
+    }
+
+    /// Tells the application of node `i` of each member that the applied
+    /// configuration `new` no longer names, as the runtime does.
+    fn removed_members(&mut self, i: usize, new: &Configuration) {
+        let node = &mut self.nodes[i];
+        let old = std::mem::replace(&mut node.applied_config, new.clone());
+        let id = node.id;
+        let gone: Vec<NodeId> = old.members.keys().copied().filter(|m| !new.contains(*m)).collect();
+        for g in gone {
+            self.nodes[i].hook.remove_connection(g);
+            self.note(|| format!("{id} drops its connection to {g}"));
         }
     }
 

@@ -29,6 +29,14 @@ pub enum Check {
     Panic,
     /// The core returned a storage error.
     StoreError,
+    /// A configuration term moved more than one voter from the one before
+    /// it, or a leader started a change while the last one was uncommitted
+    /// or before it committed a term of its own epoch (dissertation §4.1).
+    OneChangeAtATime,
+    /// A node stood for election although the last configuration of its
+    /// log does not count it as a voter and it knows that configuration
+    /// committed.
+    RemovedStands,
 }
 
 impl fmt::Display for Check {
@@ -43,6 +51,8 @@ impl fmt::Display for Check {
             Check::Liveness => "liveness",
             Check::Panic => "no panic",
             Check::StoreError => "no storage error",
+            Check::OneChangeAtATime => "one membership change at a time",
+            Check::RemovedStands => "only voters stand",
         };
         f.write_str(s)
     }
@@ -146,4 +156,12 @@ pub struct Report {
     pub restarts: u64,
     /// Partitions formed (both-way splits and one-way cuts).
     pub partitions: u64,
+    /// Nodes started during the run to join the cluster.
+    pub joiners: u64,
+    /// Removals and role changes asked of a leader.
+    pub changes_asked: u64,
+    /// Removed nodes stopped for good.
+    pub retired: u64,
+    /// Configuration terms committed, the initial one included.
+    pub configurations: u64,
 }

@@ -26,8 +26,15 @@ const MUTATION_STEPS: u64 = 20_000;
 /// property. A run that only fails to recover (a liveness violation) does
 /// not count: the tests want the broken rule caught as unsafe.
 fn caught(m: SimMutation) -> Violation {
-    let found = (0..MUTATION_SEEDS).find_map(|seed| {
+    caught_from(m, 0, false)
+}
+
+/// As [`caught`], over the seeds from `first` on, with the check of the
+/// one-change-at-a-time rule left out when `skip_change_rule`.
+fn caught_from(m: SimMutation, first: u64, skip_change_rule: bool) -> Violation {
+    let found = (first..first + MUTATION_SEEDS).find_map(|seed| {
         let mut sim = Simulation::new(SimConfig::from_seed(seed).with_steps(MUTATION_STEPS));
+        sim.skip_change_rule = skip_change_rule;
         sim.mutate(m);
         let v = sim.run().err()?;
         (v.check != Check::Liveness).then_some((seed, v))
@@ -54,6 +61,22 @@ fn committing_an_earlier_epoch_by_counting_is_caught() {
 #[test]
 fn voting_for_a_stale_log_is_caught() {
     caught(SimMutation::Core(Mutation::SkipUpToDate));
+}
+
+#[test]
+fn two_membership_changes_in_flight_are_caught() {
+    let m = SimMutation::Core(Mutation::ConcurrentChanges);
+    let v = caught_from(m, SimConfig::MEMBERSHIP_SEEDS, false);
+    assert_eq!(v.check, Check::OneChangeAtATime, "{v}");
+}
+
+#[test]
+fn two_membership_changes_in_flight_are_caught_by_their_effects() {
+    // Without the check that restates the rule, the damage the broken
+    // rule does (two leaders' quorums that miss each other) must show.
+    let m = SimMutation::Core(Mutation::ConcurrentChanges);
+    let v = caught_from(m, SimConfig::MEMBERSHIP_SEEDS, true);
+    assert_ne!(v.check, Check::OneChangeAtATime, "{v}");
 }
 
 #[test]
