@@ -263,3 +263,26 @@ fn a_partition_during_a_membership_change_never_gives_two_leaders_one_epoch() {
     }
     assert!(!leaders.is_empty());
 }
+
+#[test]
+fn a_change_that_must_wait_does_not_keep_the_leader_busy() {
+    // Followers cut off: the first change cannot commit, so the second one
+    // waits in the pool. The leader must keep to its heartbeat meanwhile,
+    // not run rounds back to back.
+    let cluster = Cluster::with_config(3, |c| c.response_timeout = Duration::from_secs(30));
+    let leader = cluster.wait_leader();
+    for id in (1..=3).filter(|i| *i != leader) {
+        cluster.net.isolate(NodeId(id));
+    }
+    let update =
+        |id: u64| UpdateNode { id: NodeId(id), address: format!("mem-{id}"), role: Role::Observer };
+    cluster.node(leader).update_node(update(8)).unwrap();
+    cluster.node(leader).wait_for(WAIT, |s| s.membership.contains(NodeId(8))).unwrap();
+    cluster.node(leader).update_node(update(9)).unwrap();
+    let before = cluster.node(leader).status().counters.rounds;
+    std::thread::sleep(Duration::from_millis(600));
+    let rounds = cluster.node(leader).status().counters.rounds - before;
+    // About 20 heartbeats fit in 600 ms; a spinning worker runs thousands.
+    assert!(rounds < 200, "{rounds} rounds while a change waited");
+    assert!(!cluster.node(leader).status().membership.contains(NodeId(9)));
+}

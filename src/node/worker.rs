@@ -79,7 +79,11 @@ impl Worker {
         while self.leads() {
             let now = self.shared.now();
             let wake = next_heartbeat.min(next_prepare);
-            if !self.wait_for_work(wake.saturating_sub(now)) {
+            // A change waiting in the update-node pool is work only once a
+            // change may start; until then it must not wake the worker, or
+            // the worker would spin.
+            let changes = self.shared.core.lock().can_change_membership();
+            if !self.wait_for_work(wake.saturating_sub(now), changes) {
                 break;
             }
             let now = self.shared.now();
@@ -88,7 +92,7 @@ impl Worker {
                 next_prepare = now + cfg.prepare_interval;
             }
             let work_waiting =
-                !self.shared.terms_rx.is_empty() || !self.shared.updates_rx.is_empty();
+                !self.shared.terms_rx.is_empty() || (changes && !self.shared.updates_rx.is_empty());
             if work_waiting || now >= next_heartbeat {
                 self.round();
                 next_heartbeat = self.shared.now() + cfg.heartbeat_interval;
@@ -104,13 +108,15 @@ impl Worker {
             && !self.shared.stopped.load(Ordering::SeqCst)
     }
 
-    /// Sleeps until a pool holds work or `timeout` passes; false when told to
-    /// stop.
-    fn wait_for_work(&self, timeout: Duration) -> bool {
+    /// Sleeps until a pool holds work (the update-node pool counts only when
+    /// `changes` may start) or `timeout` passes; false when told to stop.
+    fn wait_for_work(&self, timeout: Duration, changes: bool) -> bool {
         let mut sel = Select::new();
         let stop = sel.recv(&self.stop);
         sel.recv(&self.shared.terms_rx);
-        sel.recv(&self.shared.updates_rx);
+        if changes {
+            sel.recv(&self.shared.updates_rx);
+        }
         !matches!(sel.ready_timeout(timeout), Ok(i) if i == stop)
     }
 
