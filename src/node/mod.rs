@@ -10,6 +10,7 @@
 
 mod proposal;
 mod shared;
+mod spin;
 mod worker;
 
 pub use proposal::{DropReason, Outcome, Proposal, ProposeError, WaitError};
@@ -337,6 +338,7 @@ fn run(shared: Arc<Shared>, inbox: Receiver<Message>, shutdown: Receiver<()>) {
         let deadline = shared.core.lock().next_deadline();
         let now = shared.now();
         let timeout = deadline.map_or(idle, |d| d.saturating_sub(now).min(idle));
+        spin::spin_until(shared.config.spin, || !inbox.is_empty());
         select! {
             recv(inbox) -> msg => match msg {
                 Ok(msg) => handle_message(&shared, msg),

@@ -8,12 +8,16 @@
 //! still commit the term, so a wait that runs out reports that the outcome is
 //! *unknown*, never a failure.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
 use crate::types::{Epoch, Index, NodeId, Payload};
+
+/// How long a proposer polls for its outcome before it sleeps.
+const PROPOSER_SPIN: Duration = Duration::from_micros(50);
 
 /// Why a proposal could not be handed to the leader.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -93,6 +97,8 @@ pub(crate) struct Pending {
 struct Slot {
     state: Mutex<State>,
     ready: Condvar,
+    /// Set with the outcome, so that a proposer can poll without the lock.
+    done: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -131,6 +137,7 @@ impl Slot {
         let mut current = self.state.lock();
         if matches!(*current, State::Waiting) {
             *current = state;
+            self.done.store(true, Ordering::Release);
             self.ready.notify_all();
         }
     }
@@ -144,7 +151,11 @@ pub struct Proposal {
 
 impl Proposal {
     pub(crate) fn new() -> (Self, Completer) {
-        let slot = Arc::new(Slot { state: Mutex::new(State::Waiting), ready: Condvar::new() });
+        let slot = Arc::new(Slot {
+            state: Mutex::new(State::Waiting),
+            ready: Condvar::new(),
+            done: AtomicBool::new(false),
+        });
         (Proposal { slot: Arc::clone(&slot) }, Completer { slot: Some(slot) })
     }
 
@@ -155,6 +166,7 @@ impl Proposal {
     /// [`WaitError::Dropped`] when it will never commit;
     /// [`WaitError::Stopped`] when the node stopped first.
     pub fn wait(&self) -> Result<(Index, Epoch), WaitError> {
+        self.poll_briefly();
         let mut state = self.slot.state.lock();
         while matches!(*state, State::Waiting) {
             self.slot.ready.wait(&mut state);
@@ -167,6 +179,7 @@ impl Proposal {
     /// # Errors
     /// As `wait`, and [`WaitError::Unknown`] when the timeout passed first.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<(Index, Epoch), WaitError> {
+        self.poll_briefly();
         let mut state = self.slot.state.lock();
         if !matches!(*state, State::Waiting) {
             return resolve(&state);
@@ -178,6 +191,13 @@ impl Proposal {
             }
         }
         resolve(&state)
+    }
+
+    /// Polls for the outcome for a moment before the caller sleeps: a commit
+    /// often lands within microseconds, and waking a sleeping thread costs
+    /// more than that.
+    fn poll_briefly(&self) {
+        super::spin::spin_until(PROPOSER_SPIN, || self.slot.done.load(Ordering::Acquire));
     }
 
     /// The outcome if it is known now, without waiting.

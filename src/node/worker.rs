@@ -14,6 +14,7 @@ use crossbeam_channel::{Receiver, Select, Sender, TrySendError};
 use crate::core::Work;
 use crate::node::proposal::{DropReason, Outcome, Pending, Proposal};
 use crate::node::shared::{Shared, Waiter};
+use crate::node::spin;
 use crate::types::{Configuration, Epoch, TermKind};
 
 /// The handle the node keeps on its running worker.
@@ -111,6 +112,10 @@ impl Worker {
     /// Sleeps until a pool holds work (the update-node pool counts only when
     /// `changes` may start) or `timeout` passes; false when told to stop.
     fn wait_for_work(&self, timeout: Duration, changes: bool) -> bool {
+        let s = &self.shared;
+        spin::spin_until(s.config.spin, || {
+            !s.terms_rx.is_empty() || (changes && !s.updates_rx.is_empty()) || !self.stop.is_empty()
+        });
         let mut sel = Select::new();
         let stop = sel.recv(&self.stop);
         sel.recv(&self.shared.terms_rx);
