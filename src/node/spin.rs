@@ -16,7 +16,7 @@ pub(crate) fn spin_until(limit: Duration, mut ready: impl FnMut() -> bool) -> bo
     }
     let start = Instant::now();
     loop {
-        for _ in 0..16 {
+        for _ in 0..2 {
             if ready() {
                 return true;
             }
