@@ -331,6 +331,11 @@ fn svg_chart(points: &[(String, usize, f64)]) -> String {
             v / 1000.0
         );
     }
+    out += &format!(
+        "<text x=\"{}\" y=\"{}\" fill=\"#555\">transport+store</text>\n",
+        M + 12.0,
+        M - 12.0
+    );
     let colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"];
     let mut series: Vec<&str> = points.iter().map(|p| p.0.as_str()).collect();
     series.dedup();
@@ -345,8 +350,8 @@ fn svg_chart(points: &[(String, usize, f64)]) -> String {
             "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>\n\
              <text x=\"{}\" y=\"{}\" fill=\"{color}\">{name}</text>\n",
             path.join(" "),
-            W - M - 90.0,
-            M + 16.0 * n as f64 + 20.0
+            M + 12.0,
+            M + 16.0 * n as f64 + 4.0
         );
     }
     out + "</svg>\n"
