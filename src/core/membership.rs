@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use crate::core::{Core, CoreError, Output};
+use crate::core::{Core, CoreError, Output, ProgressState};
 use crate::message::{Body, JoinReply, Message};
 use crate::store::LogStore;
 use crate::types::{Configuration, Member, MembershipChange, NodeId, Role, Status, UpdateNode};
@@ -63,8 +63,16 @@ impl<S: LogStore> Core<S> {
         }
         let last = self.store.last_index();
         let margin = self.settings.catch_up_margin;
+        // Caught up means answering now and in step with the leader, not
+        // only close to a short log: a node that never answered must not
+        // become a voter the cluster then waits for.
         let id = self.promotions.iter().copied().find(|id| {
-            let caught_up = self.progress.get(id).is_some_and(|p| p.match_index + margin >= last);
+            let caught_up = self.progress.get(id).is_some_and(|p| {
+                p.state == ProgressState::Replicate
+                    && !p.lost
+                    && p.match_index > 0
+                    && p.match_index + margin >= last
+            });
             caught_up && self.membership().members.get(id).is_some_and(|m| m.role == Role::Observer)
         })?;
         let mut config = self.membership().clone();
@@ -113,6 +121,13 @@ impl<S: LogStore> Core<S> {
         let Body::JoinRequest { address, role } = &msg.body else {
             return;
         };
+        if self.status == Status::Leader && self.was_removed(msg.from) {
+            // A request sent before the node's removal, arriving late, must
+            // not bring back a node its operator took out.
+            let reason = format!("{} was removed from the cluster", msg.from);
+            self.send(msg.from, Body::JoinReply(JoinReply::Refused { reason }), out);
+            return;
+        }
         if self.status == Status::Leader {
             let request = UpdateNode { id: msg.from, address: address.clone(), role: *role };
             out.push(Output::JoinRequested(request));
@@ -123,6 +138,11 @@ impl<S: LogStore> Core<S> {
             Some((l, member.address.clone()))
         });
         self.send(msg.from, Body::JoinReply(JoinReply::Redirect { leader }), out);
+    }
+
+    /// Whether the log shows `id` as a member once and not any more.
+    fn was_removed(&self, id: NodeId) -> bool {
+        !self.membership().contains(id) && self.configs.iter().any(|(_, c)| c.contains(id))
     }
 
     /// An answer to this node's request to join.

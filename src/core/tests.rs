@@ -1143,3 +1143,36 @@ fn a_follower_that_lost_its_log_is_replicated_again_from_the_start() {
     assert_eq!(cl.log(3), cl.log(1));
     assert_eq!(cl.node(1).progress()[&NodeId(3)].match_index, 5);
 }
+
+#[test]
+fn an_observer_that_never_answered_is_not_promoted_however_short_the_log() {
+    let mut cl = Cluster::new(3);
+    cl.nodes
+        .push(core_with(&Config::join(4, "n4", Role::Voter, [(1, "n1".into())]), MemStore::new()));
+    cl.elect(1);
+    cl.isolate(4);
+    let config = cl.node(1).membership_change(&update(4, Role::Voter)).unwrap();
+    change(&mut cl, 1, config);
+    cl.round(1, &[]);
+    assert!(cl.node(1).can_change_membership());
+    // The log is far shorter than the catch-up margin, yet node 4 has not
+    // answered once: promoting it would add a voter the cluster waits for.
+    assert_eq!(cl.node(1).ready_promotion(), None);
+    cl.heal();
+    cl.round(1, &[]);
+    assert!(cl.node(1).ready_promotion().is_some_and(|c| c.is_voter(NodeId(4))));
+}
+
+#[test]
+fn a_late_request_to_join_from_a_removed_node_is_refused() {
+    let mut cl = Cluster::new(3);
+    cl.elect(1);
+    let config = cl.node(1).membership_change(&MembershipChange::Remove(NodeId(3))).unwrap();
+    change(&mut cl, 1, config);
+    let now = cl.now;
+    let req = Body::JoinRequest { address: "n3".into(), role: Role::Voter };
+    let out = cl.node(1).step(msg(3, 1, 0, req), now).unwrap();
+    let reply = &sends(&out)[0].body;
+    assert!(matches!(reply, Body::JoinReply(JoinReply::Refused { .. })), "{reply:?}");
+    assert!(!out.iter().any(|o| matches!(o, Output::JoinRequested(_))));
+}
