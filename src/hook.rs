@@ -115,6 +115,24 @@ pub trait Hook: Send + Sync + 'static {
     }
 }
 
+/// Asks `hook` what it has a say in before the core takes `msg`: whether to
+/// allow a vote the message asks for (the return value), and which terms of
+/// an append to take (the list is cut at the first one `pre_append_term`
+/// refuses). The runtime and the simulator both call this, with no lock held.
+pub(crate) fn consult(hook: &dyn Hook, msg: &mut crate::message::Message) -> bool {
+    use crate::message::Body;
+    match &mut msg.body {
+        Body::VoteRequest { .. } => hook.request_vote(msg.from, msg.epoch),
+        Body::AppendTerms { terms, .. } => {
+            if let Some(k) = terms.iter().position(|t| !hook.pre_append_term(t)) {
+                terms.truncate(k);
+            }
+            true
+        }
+        _ => true,
+    }
+}
+
 /// A hook that does nothing at every moment.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoHook;

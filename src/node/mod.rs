@@ -25,7 +25,7 @@ use crossbeam_channel::{select, Receiver, SendTimeoutError, Sender, TrySendError
 use crate::config::{Config, ConfigError};
 use crate::core::{Core, CoreError, Counters, Progress};
 use crate::hook::{Hook, UpdateNode};
-use crate::message::{Body, Message};
+use crate::message::Message;
 use crate::store::LogStore;
 use crate::transport::{Inbox, Transport};
 use crate::types::{Configuration, Epoch, Index, MembershipChange, NodeId, Payload, Status};
@@ -363,16 +363,7 @@ fn run(shared: Arc<Shared>, inbox: Receiver<Message>, shutdown: Receiver<()>) {
 /// the core. The hooks run before the lock is taken.
 fn handle_message(shared: &Arc<Shared>, mut msg: Message) {
     log::trace!("node={} received {:?} from {}", shared.id, msg.body, msg.from);
-    let mut vote_allowed = true;
-    match &mut msg.body {
-        Body::VoteRequest { .. } => vote_allowed = shared.hook.request_vote(msg.from, msg.epoch),
-        Body::AppendTerms { terms, .. } => {
-            if let Some(k) = terms.iter().position(|t| !shared.hook.pre_append_term(t)) {
-                terms.truncate(k);
-            }
-        }
-        _ => {}
-    }
+    let vote_allowed = crate::hook::consult(&*shared.hook, &mut msg);
     let now = shared.now();
     shared.with_core(|core| {
         let out =

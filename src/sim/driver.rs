@@ -146,16 +146,7 @@ impl Simulation {
         self.report.delivered += 1;
         self.note(|| format!("{} <- {} {}", msg.to, msg.from, describe(&msg)));
         let node = &mut self.nodes[i];
-        let mut vote_allowed = true;
-        match &mut msg.body {
-            Body::VoteRequest { .. } => vote_allowed = node.hook.request_vote(msg.from, msg.epoch),
-            Body::AppendTerms { terms, .. } => {
-                if let Some(k) = terms.iter().position(|t| !node.hook.pre_append_term(t)) {
-                    terms.truncate(k);
-                }
-            }
-            _ => {}
-        }
+        let vote_allowed = crate::hook::consult(&*node.hook, &mut msg);
         let local = node.clock.local(self.now);
         let result = if vote_allowed {
             node.core().step(msg, local)
