@@ -27,5 +27,6 @@ pub use transport::{
     TcpStats, TcpTransport, Transport,
 };
 pub use types::{
-    Configuration, Epoch, HardState, Index, Member, NodeId, Payload, Role, Status, Term, TermKind,
+    Configuration, Epoch, HardState, Index, Member, MembershipChange, NodeId, Payload, Role,
+    Status, Term, TermKind,
 };
