@@ -92,15 +92,19 @@ impl<S: LogStore> Core<S> {
     /// current epoch.
     pub(super) fn handle_append_terms(
         &mut self,
-        msg: &Message,
+        mut msg: Message,
         now: Duration,
         out: &mut Vec<Output>,
     ) -> Result<(), CoreError> {
-        let Body::AppendTerms { prev_index, prev_epoch, commit: leader_commit, terms } = &msg.body
+        let Body::AppendTerms { prev_index, prev_epoch, commit: leader_commit, terms } =
+            &mut msg.body
         else {
             return Ok(());
         };
         let (prev_index, prev_epoch, leader_commit) = (*prev_index, *prev_epoch, *leader_commit);
+        // The terms move into the store and the hook's list; no copy.
+        let terms = std::mem::take(terms);
+        let msg = &msg;
         if self.status == Status::Leader {
             return Err(malformed(msg, "a second leader in the same epoch"));
         }
@@ -124,8 +128,8 @@ impl<S: LogStore> Core<S> {
             return Ok(());
         }
 
-        self.store_new_terms(msg, terms, out)?;
         let match_index = prev_index + terms.len() as u64;
+        self.store_new_terms(msg, terms, out)?;
         let commit = leader_commit.min(match_index);
         if commit > self.commit {
             self.advance_commit(commit, out);
@@ -140,7 +144,7 @@ impl<S: LogStore> Core<S> {
     fn store_new_terms(
         &mut self,
         msg: &Message,
-        terms: &[Term],
+        mut terms: Vec<Term>,
         out: &mut Vec<Output>,
     ) -> Result<(), CoreError> {
         let last = self.store.last_index();
@@ -157,19 +161,19 @@ impl<S: LogStore> Core<S> {
                 break;
             }
         }
-        let new = &terms[first_new..];
-        let Some(first) = new.first() else {
+        let new = if first_new == 0 { terms } else { terms.split_off(first_new) };
+        let Some(first) = new.first().map(|t| t.index) else {
             return Ok(());
         };
         if conflict {
-            if first.index <= self.commit {
-                let detail = format!("replaces committed index {}", first.index);
+            if first <= self.commit {
+                let detail = format!("replaces committed index {first}");
                 return Err(malformed(msg, &detail));
             }
-            self.truncate_store(first.index, out)?;
+            self.truncate_store(first, out)?;
         }
-        self.append_to_store(new, out)?;
-        out.push(Output::Stored(new.to_vec()));
+        self.append_to_store(&new, out)?;
+        out.push(Output::Stored(new));
         Ok(())
     }
 

@@ -70,7 +70,7 @@ impl<S: LogStore> Core<S> {
         }
 
         match &msg.body {
-            Body::AppendTerms { .. } => self.handle_append_terms(&msg, now, &mut out)?,
+            Body::AppendTerms { .. } => self.handle_append_terms(msg, now, &mut out)?,
             Body::AppendReply(reply) => self.handle_append_reply(msg.from, reply, now, &mut out)?,
             Body::VoteRequest { last_index, last_epoch } => {
                 let (i, e) = (*last_index, *last_epoch);
