@@ -582,3 +582,17 @@ fn acknowledged_terms_survive_kill_9() {
         start.elapsed()
     );
 }
+
+#[test]
+fn a_deferred_append_needs_a_sync_and_survives_reopen_after_it() {
+    let dir = TempDir::new("deferred");
+    let mut store = open(dir.path(), FileStoreOptions::default()).unwrap();
+    let terms = terms(1..=3);
+    assert!(store.append_deferred(&terms).unwrap(), "a syncing store defers the sync");
+    assert_eq!(store.last_index(), 3);
+    store.sync().unwrap();
+    assert!(store.append_deferred(&[]).is_ok_and(|pending| !pending), "nothing is left to sync");
+    drop(store);
+    let store = open(dir.path(), FileStoreOptions::default()).unwrap();
+    assert_eq!(all(&store), terms);
+}

@@ -167,12 +167,16 @@ impl Hook for Counting {
 
 #[test]
 fn hooks_are_called_and_prepared_content_commits() {
+    // Over a few seeds every moment comes up; any one history may lack one
+    // (a run without a silent follower never reports a lost connection).
     let hook = Arc::new(Counting::default());
-    let shared = Arc::clone(&hook);
-    let factory = Box::new(move |_| Box::new(Arc::clone(&shared)) as Box<dyn Hook>);
-    let mut sim = Simulation::with_hooks(SimConfig::from_seed(4), factory);
-    let report = sim.run().expect("a correct core breaks nothing");
+    for seed in 4..8 {
+        let shared = Arc::clone(&hook);
+        let factory = Box::new(move |_| Box::new(Arc::clone(&shared)) as Box<dyn Hook>);
+        let mut sim = Simulation::with_hooks(SimConfig::from_seed(seed), factory);
+        let report = sim.run().expect("a correct core breaks nothing");
+        assert!(report.commit_index > report.acknowledged, "{report:?}");
+    }
     let calls: Vec<u64> = hook.calls.iter().map(|c| c.load(Ordering::Relaxed)).collect();
     assert!(calls.iter().all(|c| *c > 0), "some hook was never called: {calls:?}");
-    assert!(report.commit_index > report.acknowledged, "{report:?}");
 }

@@ -97,6 +97,9 @@ impl<S: LogStore> Core<S> {
         now: Duration,
         out: &mut Vec<Output>,
     ) -> Result<(), CoreError> {
+        // A leader stepping down between a round and its sync: a follower
+        // answers for its whole log, so all of it must be durable first.
+        self.sync_own_log()?;
         if epoch > self.epoch {
             self.epoch = epoch;
             self.vote = None;

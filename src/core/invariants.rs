@@ -37,6 +37,17 @@ impl<S: LogStore> Core<S> {
                 self.commit
             );
             assert!(
+                self.synced <= last,
+                "invariant broken on node {id} epoch {epoch}: synced {} past last {last}",
+                self.synced
+            );
+            assert!(
+                self.status == crate::types::Status::Leader || self.synced == last,
+                "invariant broken on node {id} epoch {epoch}: a non-leader with unsynced terms \
+                 (synced {}, last {last})",
+                self.synced
+            );
+            assert!(
                 epoch >= self.watch.epoch,
                 "invariant broken on node {id}: epoch went back from {} to {epoch}",
                 self.watch.epoch

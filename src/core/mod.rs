@@ -173,6 +173,9 @@ pub struct Core<S: LogStore> {
     leader: Option<NodeId>,
     commit: Index,
     applied: Index,
+    /// The last index of this node's own log known to be durable. Below the
+    /// last index only on a leader between a round and its sync.
+    synced: Index,
 
     /// Configuration terms still in the log, oldest first; the last one is in
     /// force. Entry 0 is never removed by a truncation above it.
@@ -242,6 +245,7 @@ impl<S: LogStore> Core<S> {
             leader: None,
             commit: 0,
             applied: 0,
+            synced: 0,
             configs,
             election_deadline: now,
             votes: BTreeMap::new(),
@@ -257,6 +261,7 @@ impl<S: LogStore> Core<S> {
             #[cfg(test)]
             mutation: None,
         };
+        core.synced = core.store.last_index();
         core.status = core.follower_status();
         core.reset_election_deadline(now);
         Ok(core)
@@ -368,6 +373,32 @@ impl<S: LogStore> Core<S> {
         Ok(terms)
     }
 
+    /// Makes the terms of the last round durable and counts them as this
+    /// node's own: the second half of a round whose [`RoundOutcome`] says
+    /// `sync_pending`, called once its messages are sent, so that the
+    /// leader's disk writes while its followers' do.
+    ///
+    /// # Errors
+    /// The store failed to sync.
+    pub fn sync_log(&mut self, now: Duration) -> Result<Vec<Output>, CoreError> {
+        let mut out = Vec::new();
+        self.sync_own_log()?;
+        if self.status == Status::Leader {
+            self.maybe_commit(now, &mut out)?;
+        }
+        self.check_invariants();
+        Ok(out)
+    }
+
+    /// Syncs what a deferred append left unsynced, if anything.
+    fn sync_own_log(&mut self) -> Result<(), CoreError> {
+        if self.synced < self.store.last_index() {
+            self.store.sync()?;
+            self.synced = self.store.last_index();
+        }
+        Ok(())
+    }
+
     fn is_voter(&self) -> bool {
         self.membership().is_voter(self.id)
     }
@@ -434,10 +465,30 @@ impl<S: LogStore> Core<S> {
     /// Appends terms to the store and starts using any configuration they
     /// carry (a configuration takes effect as soon as it is in the log).
     fn append_to_store(&mut self, terms: &[Term], out: &mut Vec<Output>) -> Result<(), CoreError> {
+        self.append_terms(terms, false, out)
+    }
+
+    /// Appends terms as [`Core::append_to_store`] does; `deferred` lets the
+    /// store return before they are durable, and then they do not count as
+    /// this node's own until [`Core::sync_log`].
+    fn append_terms(
+        &mut self,
+        terms: &[Term],
+        deferred: bool,
+        out: &mut Vec<Output>,
+    ) -> Result<(), CoreError> {
         if terms.is_empty() {
             return Ok(());
         }
-        self.store.append(terms)?;
+        let pending = if deferred {
+            self.store.append_deferred(terms)?
+        } else {
+            self.store.append(terms)?;
+            false
+        };
+        if !pending {
+            self.synced = self.store.last_index();
+        }
         let mut changed = false;
         for t in terms {
             if let TermKind::Config(c) = &t.kind {
@@ -468,6 +519,7 @@ impl<S: LogStore> Core<S> {
             self.commit
         );
         self.store.truncate_from(from)?;
+        self.synced = self.synced.min(from - 1);
         let before = self.configs.len();
         while self.configs.len() > 1 && self.configs.last().is_some_and(|(i, _)| *i >= from) {
             self.configs.pop();

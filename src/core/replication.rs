@@ -273,7 +273,7 @@ impl<S: LogStore> Core<S> {
             .voter_ids()
             .map(|v| match self.progress.get(&v) {
                 Some(p) => p.match_index,
-                None if v == self.id => self.store.last_index(),
+                None if v == self.id => self.synced,
                 None => 0,
             })
             .collect();

@@ -43,6 +43,10 @@ pub struct RoundOutcome {
     /// Whether the draft's terms are now in the leader's log. They may still
     /// commit or be replaced later; `false` means they are in no log at all.
     pub appended: bool,
+    /// Whether the store holds the terms without having synced them: call
+    /// [`Core::sync_log`] once the outputs are carried out. Until then the
+    /// leader does not count the terms as stored on itself.
+    pub sync_pending: bool,
     /// What must happen.
     pub outputs: Vec<Output>,
 }
@@ -123,12 +127,11 @@ impl<S: LogStore> Core<S> {
         }
         self.counters.rounds += 1;
         let mut out = Vec::new();
-        // FIXME: the leader makes its own terms durable before it sends them,
-        // so a round costs the leader's sync plus a follower's, one after the
-        // other. Raft allows both at once (§10.2.1 of the dissertation);
-        // doing so needs the store's write split from its sync.
+        // The leader writes its terms without waiting for the disk and sends
+        // them at once: its sync (`sync_log`) runs while its followers write
+        // (dissertation §10.2.1). It counts them as its own only after that.
         let heartbeat = draft.terms.is_empty();
-        self.append_to_store(&draft.terms, &mut out)?;
+        self.append_terms(&draft.terms, true, &mut out)?;
 
         let mut peers: Vec<NodeId> = self.progress.keys().copied().collect();
         peers.shuffle(&mut self.rng);
@@ -142,7 +145,8 @@ impl<S: LogStore> Core<S> {
             self.maybe_commit(now, &mut out)?;
         }
         self.check_invariants();
-        Ok(RoundOutcome { appended: true, outputs: out })
+        let sync_pending = self.synced < self.store.last_index();
+        Ok(RoundOutcome { appended: true, sync_pending, outputs: out })
     }
 
     /// Counts the negative answers of a round: a member is negative when it

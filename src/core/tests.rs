@@ -1176,3 +1176,52 @@ fn a_late_request_to_join_from_a_removed_node_is_refused() {
     assert!(matches!(reply, Body::JoinReply(JoinReply::Refused { .. })), "{reply:?}");
     assert!(!out.iter().any(|o| matches!(o, Output::JoinRequested(_))));
 }
+
+// ---- The leader's own sync (dissertation §10.2.1) ----
+
+/// A leader of three over a store that defers the sync of a round.
+fn leader_over_deferred_store() -> Core<crate::sim::SimStore> {
+    let cfg = config(1, 3);
+    let mut c = Core::new(&cfg, crate::sim::SimStore::new(), 1, Duration::ZERO).unwrap();
+    let d = c.next_deadline().unwrap();
+    c.tick(d).unwrap();
+    c.step(msg(2, 1, 1, Body::VoteReply { granted: true }), d).unwrap();
+    let stored = Body::AppendReply(AppendReply::Stored { match_index: 2 });
+    c.step(msg(2, 1, 1, stored), d).unwrap();
+    assert_eq!((c.status(), c.commit_index()), (Status::Leader, 2));
+    c
+}
+
+#[test]
+fn a_leader_sends_a_round_before_its_own_sync_and_counts_itself_only_after() {
+    let mut c = leader_over_deferred_store();
+    let draft = c.draft_round(vec![content("x")]).unwrap();
+    let outcome = c.send_round(draft, true, MS).unwrap();
+    assert!(outcome.sync_pending);
+    assert!(sends(&outcome.outputs)
+        .iter()
+        .any(|m| { matches!(&m.body, Body::AppendTerms { terms, .. } if !terms.is_empty()) }));
+    // One follower stored it; the leader's copy is not durable yet: one of
+    // three, no commit.
+    let stored = Body::AppendReply(AppendReply::Stored { match_index: 3 });
+    c.step(msg(2, 1, 1, stored), MS).unwrap();
+    assert_eq!(c.commit_index(), 2);
+    let out = c.sync_log(MS).unwrap();
+    assert!(out.contains(&Output::Committed { index: 3 }));
+    assert!(!c.store().has_unsynced());
+}
+
+#[test]
+fn a_leader_stepping_down_before_its_sync_makes_its_log_durable_first() {
+    let mut c = leader_over_deferred_store();
+    let draft = c.draft_round(vec![content("x")]).unwrap();
+    assert!(c.send_round(draft, true, MS).unwrap().sync_pending);
+    assert!(c.store().has_unsynced());
+    // A higher epoch: it becomes a follower, which answers for its whole
+    // log, so nothing may stay unsynced.
+    let req = Body::AppendTerms { prev_index: 3, prev_epoch: 1, commit: 2, terms: vec![] };
+    let out = c.step(msg(3, 1, 2, req), Duration::from_secs(5)).unwrap();
+    assert_eq!(c.status(), Status::Follower);
+    assert!(!c.store().has_unsynced());
+    assert_eq!(sends(&out)[0].body, Body::AppendReply(AppendReply::Stored { match_index: 3 }));
+}

@@ -157,11 +157,17 @@ impl Worker {
         let count = completions.len() as u64;
         self.register(first, completions);
         let now = self.shared.now();
-        let appended = self.shared.with_core(|core| {
+        // The messages go out (with the lock released) before the leader's
+        // own sync, so that its disk and its followers' write at once.
+        let sent = self.shared.with_core(|core| {
             let outcome = core.send_round(draft, true, now)?;
-            Ok((outcome.appended, outcome.outputs))
+            Ok(((outcome.appended, outcome.sync_pending), outcome.outputs))
         });
-        if appended != Some(true) {
+        if sent.is_some_and(|(_, sync_pending)| sync_pending) {
+            let now = self.shared.now();
+            self.shared.with_core(|core| Ok(((), core.sync_log(now)?)));
+        }
+        if sent.is_none_or(|(appended, _)| !appended) {
             self.unregister(first..first + count, DropReason::NotLeader);
         }
         log::debug!("node={} epoch={} round from index={first}", self.shared.id, self.epoch);

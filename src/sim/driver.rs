@@ -25,6 +25,8 @@ pub(crate) enum Timer {
     Prepare,
     /// The periodic sync of a volatile store.
     Sync,
+    /// The end of the leader's sync of its last round.
+    LeaderSync,
 }
 
 impl Simulation {
@@ -75,6 +77,7 @@ impl Simulation {
                 (n.next_round, Timer::Round),
                 (n.next_prepare, Timer::Prepare),
                 (sync, Timer::Sync),
+                (n.leader_sync, Timer::LeaderSync),
             ];
             for (local, kind) in timers {
                 let Some(local) = local else { continue };
@@ -96,6 +99,11 @@ impl Simulation {
             }
             Timer::Round => self.round(i)?,
             Timer::Prepare => self.prepare(i),
+            Timer::LeaderSync => {
+                self.nodes[i].leader_sync = None;
+                let result = self.nodes[i].core().sync_log(local);
+                self.take_outputs(i, result)?;
+            }
             Timer::Sync => {
                 let node = &mut self.nodes[i];
                 node.core().store_mut().sync();

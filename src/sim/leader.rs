@@ -120,6 +120,11 @@ impl Simulation {
         }
         let id = self.nodes[i].id;
         self.note(|| format!("{id} epoch={epoch} round from {first}: {count} terms"));
+        if outcome.sync_pending && self.nodes[i].leader_sync.is_none() {
+            // The leader's disk takes a while; its messages leave at once.
+            let took = Duration::from_micros(self.rng.random_range(0..=2000));
+            self.nodes[i].leader_sync = Some(local + took);
+        }
         self.execute(i, outcome.outputs)?;
         let node = &mut self.nodes[i];
         if node.leading == Some(epoch) {

@@ -80,6 +80,9 @@ pub(crate) struct SimNode {
     pub(crate) next_prepare: Option<Duration>,
     /// Local time of the next sync of a volatile store.
     pub(crate) next_sync: Duration,
+    /// Local time at which the leader's disk finishes the sync of its last
+    /// round (`Core::sync_log`), while its messages are already out.
+    pub(crate) leader_sync: Option<Duration>,
 
     /// What the checks saw of this core's life.
     pub(crate) seen_commit: Index,
@@ -112,6 +115,7 @@ impl SimNode {
             next_round: None,
             next_prepare: None,
             next_sync: Duration::ZERO,
+            leader_sync: None,
             seen_commit: 0,
             seen_applied: 0,
             applied_ids: BTreeSet::new(),
@@ -161,6 +165,7 @@ impl SimNode {
         self.waiters.clear();
         self.next_round = None;
         self.next_prepare = None;
+        self.leader_sync = None;
     }
 
     /// Starts a new life over the parked store.

@@ -2,7 +2,8 @@
 //! writes volatile until a sync, so that a crash loses what was not synced.
 //!
 //! By default every write is durable once it returns, like [`MemStore`], and
-//! a crash loses nothing. The volatile mode exists to model a store that
+//! a crash loses nothing, except terms appended with
+//! [`LogStore::append_deferred`] and not yet synced, as on a real disk. The volatile mode exists to model a store that
 //! acknowledges before its data reaches the disk; only the crate's own
 //! tests can turn it on (it breaks the contract of [`LogStore`] on purpose).
 
@@ -19,6 +20,9 @@ pub struct SimStore {
     durable: Option<MemStore>,
     /// Writes made to `current` since the last sync, oldest first.
     unsynced: Vec<Write>,
+    /// The first index appended with `append_deferred` and not yet synced:
+    /// a crash loses it and everything after it.
+    deferred_from: Option<Index>,
 }
 
 /// A write not yet made durable.
@@ -43,6 +47,7 @@ impl SimStore {
             durable: Some(self.current.clone()),
             current: self.current,
             unsynced: Vec::new(),
+            deferred_from: self.deferred_from,
         }
     }
 
@@ -53,11 +58,12 @@ impl SimStore {
 
     /// Whether some writes would be lost by a crash now.
     pub fn has_unsynced(&self) -> bool {
-        !self.unsynced.is_empty()
+        !self.unsynced.is_empty() || self.deferred_from.is_some()
     }
 
     /// Makes every write so far durable.
     pub fn sync(&mut self) {
+        self.deferred_from = None;
         let Some(durable) = self.durable.as_mut() else {
             return;
         };
@@ -77,7 +83,10 @@ impl SimStore {
         if let Some(durable) = &self.durable {
             self.current = durable.clone();
             self.unsynced.clear();
+        } else if let Some(from) = self.deferred_from {
+            self.current.truncate_from(from).expect("a memory store truncates");
         }
+        self.deferred_from = None;
     }
 
     /// Every term held, in order.
@@ -109,8 +118,23 @@ impl LogStore for SimStore {
         Ok(())
     }
 
+    fn append_deferred(&mut self, terms: &[Term]) -> Result<bool, StoreError> {
+        let Some(first) = terms.first().map(|t| t.index) else {
+            return Ok(self.deferred_from.is_some());
+        };
+        self.append(terms)?;
+        self.deferred_from.get_or_insert(first);
+        Ok(true)
+    }
+
+    fn sync(&mut self) -> Result<(), StoreError> {
+        SimStore::sync(self);
+        Ok(())
+    }
+
     fn truncate_from(&mut self, index: Index) -> Result<(), StoreError> {
         self.current.truncate_from(index)?;
+        self.deferred_from = self.deferred_from.filter(|from| *from < index);
         self.remember(Write::Truncate(index));
         Ok(())
     }

@@ -167,6 +167,8 @@ pub struct FileStore {
     cache: TailCache,
     /// Why writes are refused, after a write failed part way.
     poisoned: Option<String>,
+    /// Whether a deferred append wrote data not yet synced.
+    unsynced: bool,
 }
 
 impl FileStore {
@@ -199,6 +201,7 @@ impl FileStore {
             epochs: recovered.epochs,
             cache: recovered.cache,
             poisoned: None,
+            unsynced: false,
         })
     }
 
@@ -315,7 +318,12 @@ impl FileStore {
 
     /// Writes the framed terms, rolling segments as they fill, and syncs.
     /// `starts` has one more entry than there are frames: the end.
-    fn write_frames(&mut self, bytes: &[u8], starts: &[usize]) -> Result<(), StoreError> {
+    fn write_frames(
+        &mut self,
+        bytes: &[u8],
+        starts: &[usize],
+        sync_now: bool,
+    ) -> Result<(), StoreError> {
         let frames = starts.len() - 1;
         let mut from = 0;
         while from < frames {
@@ -331,7 +339,10 @@ impl FileStore {
             from += fit;
         }
         if self.syncs() {
-            self.tail().sync()?;
+            if sync_now {
+                self.tail().sync()?;
+            }
+            self.unsynced = !sync_now;
         }
         Ok(())
     }
@@ -352,10 +363,31 @@ impl FileStore {
         }
     }
 
+    /// Writes `terms` after the last one, syncing them at once when
+    /// `sync_now`, else leaving that to [`LogStore::sync`].
+    fn write_terms(&mut self, terms: &[Term], sync_now: bool) -> Result<(), StoreError> {
+        if terms.is_empty() {
+            return Ok(());
+        }
+        self.check_writable()?;
+        self.check_follows(terms)?;
+        let (bytes, starts) = self.encode_all(terms)?;
+
+        let result = self.write_frames(&bytes, &starts, sync_now);
+        self.poison_on_err(result)?;
+        for term in terms {
+            self.epochs.push(term.index, term.epoch);
+            self.cache.push(term.clone());
+        }
+        self.last_index += terms.len() as Index;
+        Ok(())
+    }
+
     /// Syncs the current segment and starts a new one after it.
     fn roll(&mut self) -> Result<(), StoreError> {
         if self.syncs() {
             self.tail().sync()?;
+            self.unsynced = false;
         }
         let first = self.tail().end();
         let next = Segment::create(&self.dir, first)?;
@@ -411,20 +443,22 @@ impl LogStore for FileStore {
     }
 
     fn append(&mut self, terms: &[Term]) -> Result<(), StoreError> {
-        if terms.is_empty() {
+        self.write_terms(terms, true)
+    }
+
+    fn append_deferred(&mut self, terms: &[Term]) -> Result<bool, StoreError> {
+        self.write_terms(terms, false)?;
+        Ok(self.unsynced)
+    }
+
+    fn sync(&mut self) -> Result<(), StoreError> {
+        if !self.unsynced {
             return Ok(());
         }
         self.check_writable()?;
-        self.check_follows(terms)?;
-        let (bytes, starts) = self.encode_all(terms)?;
-
-        let result = self.write_frames(&bytes, &starts);
+        let result = self.tail().sync();
         self.poison_on_err(result)?;
-        for term in terms {
-            self.epochs.push(term.index, term.epoch);
-            self.cache.push(term.clone());
-        }
-        self.last_index += terms.len() as Index;
+        self.unsynced = false;
         Ok(())
     }
 
@@ -443,6 +477,8 @@ impl LogStore for FileStore {
 
         let result = self.cut_files_from(index);
         self.poison_on_err(result)?;
+        // Cutting syncs the segment, and with it any deferred append.
+        self.unsynced &= !self.syncs();
         self.last_index = index - 1;
         self.epochs.truncate_from(index);
         self.cache.truncate_from(index);

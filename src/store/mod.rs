@@ -79,6 +79,28 @@ pub trait LogStore: Send + 'static {
     /// A gap, or any failure to make the terms durable.
     fn append(&mut self, terms: &[Term]) -> Result<(), StoreError>;
 
+    /// Appends like [`append`](LogStore::append), but may return before the
+    /// terms are durable; [`sync`](LogStore::sync) makes them durable. Returns
+    /// whether a sync is still needed. A leader uses it to send a round while
+    /// its own disk writes (Raft allows the leader to write in parallel with
+    /// its followers); it counts the terms as its own only after the sync.
+    /// The default appends durably and needs no sync.
+    ///
+    /// # Errors
+    /// As `append`.
+    fn append_deferred(&mut self, terms: &[Term]) -> Result<bool, StoreError> {
+        self.append(terms)?;
+        Ok(false)
+    }
+
+    /// Makes every term appended so far durable.
+    ///
+    /// # Errors
+    /// Any failure to make them durable.
+    fn sync(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Removes every term at `index` and after. Terms before `index` stay.
     ///
     /// # Errors
@@ -115,6 +137,14 @@ impl<T: LogStore + ?Sized> LogStore for Box<T> {
 
     fn append(&mut self, terms: &[Term]) -> Result<(), StoreError> {
         (**self).append(terms)
+    }
+
+    fn append_deferred(&mut self, terms: &[Term]) -> Result<bool, StoreError> {
+        (**self).append_deferred(terms)
+    }
+
+    fn sync(&mut self) -> Result<(), StoreError> {
+        (**self).sync()
     }
 
     fn truncate_from(&mut self, index: Index) -> Result<(), StoreError> {
