@@ -199,17 +199,18 @@ impl<S: LogStore> Core<S> {
         if self.status != Status::Leader || self.commit < last_config {
             return Ok(());
         }
-        let config = self.membership().clone();
+        let config = self.membership();
+        let removed: Vec<NodeId> =
+            self.progress.keys().copied().filter(|id| !config.contains(*id)).collect();
+        let stays_voter = config.is_voter(self.id);
         // One last message carries the commit index to the members the
         // change removed: a node stands until it knows its removal
         // committed.
-        let removed: Vec<NodeId> =
-            self.progress.keys().copied().filter(|id| !config.contains(*id)).collect();
-        for id in removed {
-            self.replicate(id, true, out)?;
+        for id in &removed {
+            self.replicate(*id, true, out)?;
+            self.progress.remove(id);
         }
-        self.progress.retain(|id, _| config.contains(*id));
-        if !config.is_voter(self.id) {
+        if !stays_voter {
             self.become_follower(self.epoch, None, now, out)?;
         }
         Ok(())

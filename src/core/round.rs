@@ -155,7 +155,8 @@ impl<S: LogStore> Core<S> {
     /// positive voters, the leader included, are fewer than a quorum.
     fn quorum_lost(&mut self, now: Duration, out: &mut Vec<Output>) -> bool {
         let timeout = self.settings.response_timeout;
-        let config = self.membership().clone();
+        // Borrowed field by field, so that no round copies the configuration.
+        let config = &self.configs.last().expect("a log always holds a configuration").1;
         let mut positive = usize::from(config.is_voter(self.id));
         for (id, p) in self.progress.iter_mut() {
             let negative = now.saturating_sub(p.last_heard) > timeout;

@@ -149,8 +149,6 @@ impl Worker {
         let approved = self.shared.hook.send_term(&draft.terms);
         if !approved {
             self.drop_all(completions, DropReason::Refused);
-            let now = self.shared.now();
-            self.shared.with_core(|core| Ok(((), core.send_round(draft, false, now)?.outputs)));
             return;
         }
         let first = draft.first_index;
